@@ -1,0 +1,1 @@
+"""Kefu crm_store."""

@@ -1,0 +1,31 @@
+"""The CRM store's front door: every service, built from one database, one event bus and the settings."""
+
+from __future__ import annotations
+
+from crm_store.bus import EventBus
+from crm_store.db import Database
+from crm_store.services.agents import AgentService
+from crm_store.services.conversations import ConversationService
+from crm_store.services.customers import CustomerService
+from crm_store.services.loyalty import LoyaltyService
+from crm_store.services.orders import OrderService
+from crm_store.services.timeline import TimelineService
+from crm_store.settings import StoreSettings
+
+
+class CRM:
+    def __init__(self, *, db: Database, events: EventBus, settings: StoreSettings) -> None:
+        self.db = db
+        self.events = events
+        self.settings = settings
+        deps = {"db": db, "events": events, "settings": settings}
+        self.customers = CustomerService(**deps)
+        self.conversations = ConversationService(**deps)
+        self.loyalty = LoyaltyService(**deps)
+        self.orders = OrderService(**deps)
+        self.agents = AgentService(**deps)
+        self.timeline = TimelineService(**deps)
+
+    async def close(self) -> None:
+        await self.events.close()
+        await self.db.dispose()

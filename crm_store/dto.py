@@ -1,0 +1,318 @@
+"""Views returned by the services: frozen, detached from the ORM, safe to hand to templates and handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from crm_store import models as m
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    id: int
+    name: str
+    email: str | None
+    phone: str | None
+    language: str
+    tags: tuple[str, ...]
+    marketing_consent: bool
+    marketing_consent_at: datetime | None
+    external_ref: str | None
+    merged_into_id: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, c: m.Customer) -> CustomerView:
+        return cls(
+            id=c.id,
+            name=c.name,
+            email=c.email,
+            phone=c.phone,
+            language=c.language,
+            tags=tuple(c.tags or ()),
+            marketing_consent=c.marketing_consent,
+            marketing_consent_at=c.marketing_consent_at,
+            external_ref=c.external_ref,
+            merged_into_id=c.merged_into_id,
+            created_at=c.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class IdentityView:
+    id: int
+    customer_id: int
+    channel: str
+    external_id: str
+    display_name: str
+    linked_at: datetime | None
+
+    @classmethod
+    def of(cls, i: m.ChannelIdentity) -> IdentityView:
+        return cls(i.id, i.customer_id, str(i.channel), i.external_id, i.display_name, i.linked_at)
+
+
+@dataclass(frozen=True)
+class IdentifiedCustomer:
+    customer: CustomerView
+    identity: IdentityView
+    created: bool
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    id: int
+    customer_id: int
+    identity_id: int | None
+    status: str
+    assignee_id: int | None
+    team_id: int | None
+    priority: str
+    waiting_since: datetime | None
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, c: m.Conversation) -> ConversationView:
+        return cls(
+            id=c.id,
+            customer_id=c.customer_id,
+            identity_id=c.identity_id,
+            status=str(c.status),
+            assignee_id=c.assignee_id,
+            team_id=c.team_id,
+            priority=str(c.priority),
+            waiting_since=c.waiting_since,
+            first_response_at=c.first_response_at,
+            resolved_at=c.resolved_at,
+            created_at=c.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    conversation_id: int
+    direction: str
+    sender: str
+    agent_id: int | None
+    text: str
+    payload: dict[str, Any]
+    is_private: bool
+    intent: str | None
+    confidence: float | None
+    kb_article_id: int | None
+    delivery_status: str
+    channel_message_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, x: m.Message) -> MessageView:
+        return cls(
+            id=x.id,
+            conversation_id=x.conversation_id,
+            direction=str(x.direction),
+            sender=str(x.sender),
+            agent_id=x.agent_id,
+            text=x.text,
+            payload=dict(x.payload or {}),
+            is_private=x.is_private,
+            intent=x.intent,
+            confidence=x.confidence,
+            kb_article_id=x.kb_article_id,
+            delivery_status=str(x.delivery_status),
+            channel_message_id=x.channel_message_id,
+            created_at=x.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class RecordedMessage:
+    message: MessageView
+    conversation: ConversationView
+    customer_id: int
+    duplicate: bool  # True when this update had been stored before (a redelivery)
+
+
+@dataclass(frozen=True)
+class TicketView:
+    id: int
+    conversation_id: int
+    customer_id: int
+    subject: str
+    category: str | None
+    priority: str
+    status: str
+    assignee_id: int | None
+    team_id: int | None
+    sla_due_at: datetime | None
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, t: m.Ticket) -> TicketView:
+        return cls(
+            id=t.id,
+            conversation_id=t.conversation_id,
+            customer_id=t.customer_id,
+            subject=t.subject,
+            category=t.category,
+            priority=str(t.priority),
+            status=str(t.status),
+            assignee_id=t.assignee_id,
+            team_id=t.team_id,
+            sla_due_at=t.sla_due_at,
+            first_response_at=t.first_response_at,
+            resolved_at=t.resolved_at,
+            created_at=t.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class TicketEventView:
+    id: int
+    ticket_id: int
+    kind: str
+    agent_id: int | None
+    actor: str
+    from_value: str | None
+    to_value: str | None
+    note: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, e: m.TicketEvent) -> TicketEventView:
+        return cls(e.id, e.ticket_id, str(e.kind), e.agent_id, e.actor, e.from_value, e.to_value, e.note,
+                   e.created_at)
+
+
+@dataclass(frozen=True)
+class AgentView:
+    id: int
+    email: str
+    name: str
+    role: str
+    active: bool
+    team_id: int | None
+
+    @classmethod
+    def of(cls, a: m.Agent) -> AgentView:
+        return cls(a.id, a.email, a.name, str(a.role), a.active, a.team_id)
+
+
+@dataclass(frozen=True)
+class TierView:
+    id: int
+    name: str
+    threshold: int
+    benefits: tuple[str, ...]
+    names: dict[str, str]
+
+    @classmethod
+    def of(cls, t: m.LoyaltyTier) -> TierView:
+        return cls(t.id, t.name, t.threshold, tuple(t.benefits or ()), dict(t.names or {}))
+
+
+@dataclass(frozen=True)
+class LoyaltyTransactionView:
+    id: int
+    kind: str
+    points: int
+    reason: str
+    order_ref: str | None
+    agent_id: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, t: m.LoyaltyTransaction) -> LoyaltyTransactionView:
+        return cls(t.id, str(t.kind), t.points, t.reason, t.order_ref, t.agent_id, t.created_at)
+
+
+@dataclass(frozen=True)
+class LoyaltySummary:
+    customer_id: int
+    account_id: int | None
+    balance: int
+    lifetime_points: int
+    tier: TierView | None
+    next_tier: TierView | None
+    points_to_next_tier: int | None
+    recent: tuple[LoyaltyTransactionView, ...] = ()
+
+
+@dataclass(frozen=True)
+class RewardView:
+    id: int
+    name: str
+    names: dict[str, str]
+    description: str
+    cost: int
+    stock: int | None
+    active: bool
+    min_tier_id: int | None
+
+    @classmethod
+    def of(cls, r: m.Reward) -> RewardView:
+        return cls(r.id, r.name, dict(r.names or {}), r.description, r.cost, r.stock, r.active, r.min_tier_id)
+
+
+@dataclass(frozen=True)
+class RedemptionView:
+    id: int
+    reward_id: int
+    points: int
+    status: str
+    balance_after: int
+    created_at: datetime
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class OrderView:
+    id: int
+    customer_id: int
+    external_ref: str
+    amount: Decimal
+    currency: str
+    placed_at: datetime
+    status: str
+    items: tuple[Any, ...]
+    points_awarded: int
+
+    @classmethod
+    def of(cls, o: m.Order) -> OrderView:
+        return cls(o.id, o.customer_id, o.external_ref, o.amount, o.currency, o.placed_at, str(o.status),
+                   tuple(o.items or ()), o.points_awarded)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str  # message | ticket_event | points | order | identity | survey_response | lesson ...
+    summary: str
+    ref_id: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OrdersSummary:
+    count: int
+    totals: dict[str, Decimal]  # by currency
+    last_order_at: datetime | None
+    recent: tuple[OrderView, ...]
+
+
+@dataclass(frozen=True)
+class Customer360:
+    customer: CustomerView
+    identities: tuple[IdentityView, ...]
+    loyalty: LoyaltySummary
+    orders: OrdersSummary
+    tickets: tuple[TicketView, ...]
+    conversations: tuple[ConversationView, ...]
+    timeline: tuple[TimelineEntry, ...]

@@ -1,0 +1,99 @@
+"""Every enumeration of the CRM domain, in one module."""
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    TELEGRAM = "telegram"
+    WEBCHAT = "webchat"
+    EMAIL = "email"
+    IMPORT = "import"
+
+
+class ConversationStatus(StrEnum):
+    BOT = "bot"
+    PENDING = "pending"
+    OPEN = "open"
+    RESOLVED = "resolved"
+    SNOOZED = "snoozed"
+
+
+class MessageDirection(StrEnum):
+    INCOMING = "incoming"
+    OUTGOING = "outgoing"
+
+
+class SenderType(StrEnum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class DeliveryStatus(StrEnum):
+    RECEIVED = "received"
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class TicketPriority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class TicketStatus(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class TicketEventKind(StrEnum):
+    CREATED = "created"
+    ASSIGNED = "assigned"
+    STATUS_CHANGED = "status_changed"
+    PRIORITY_CHANGED = "priority_changed"
+    NOTE_ADDED = "note_added"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    MERGED = "merged"
+
+
+class AgentRole(StrEnum):
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class LoyaltyTransactionKind(StrEnum):
+    EARN = "earn"
+    REDEEM = "redeem"
+    EXPIRE = "expire"
+    ADJUST = "adjust"
+
+
+class RedemptionStatus(StrEnum):
+    CONFIRMED = "confirmed"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    SHIPPED = "shipped"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+class HandoffReason(StrEnum):
+    CUSTOMER_ASKED = "customer_asked"
+    NO_ANSWER = "no_answer"
+    COMPLAINT = "complaint"
+    AGENT_INITIATED = "agent_initiated"

@@ -1,0 +1,31 @@
+"""Errors a use case raises when a rule forbids the request; callers show `str(error)` to people."""
+
+
+class DomainError(Exception):
+    """A request the domain refuses; the message is safe to show to an agent or a customer."""
+
+    code: str = "domain_error"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+
+
+class InsufficientPoints(DomainError):
+    code = "insufficient_points"
+
+
+class OutOfStock(DomainError):
+    code = "out_of_stock"
+
+
+class RewardUnavailable(DomainError):
+    code = "reward_unavailable"
+
+
+class ConflictError(DomainError):
+    code = "conflict"

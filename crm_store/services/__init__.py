@@ -1,0 +1,1 @@
+"""Use cases of the CRM store: one method, one transaction, views out."""

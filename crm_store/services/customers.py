@@ -1,0 +1,253 @@
+"""Customers and their channel identities: identify, create, find, link, merge, consent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_store import models as m
+from crm_store.coltypes import utcnow
+from crm_store.contacts import normalize_email, normalize_phone
+from crm_store.dto import CustomerView, IdentifiedCustomer, IdentityView
+from crm_store.enums import Channel
+from crm_store.errors import ConflictError, NotFound
+from crm_store.events import CustomerCreated, CustomersMerged, CustomerUpdated, IdentityLinked
+from crm_store.services import ledger
+from crm_store.services.base import Service
+from crm_store.uow import UnitOfWork
+
+# Tables whose rows belong to a customer and move with a merge. Later features (surveys, courses) append
+# their own (model, column) pairs here, so a merge never leaves anything behind.
+CUSTOMER_OWNED: list[tuple[type[m.Base], str]] = [
+    (m.ChannelIdentity, "customer_id"),
+    (m.Conversation, "customer_id"),
+    (m.Ticket, "customer_id"),
+    (m.Order, "customer_id"),
+]
+
+
+async def identify_in(
+    session: AsyncSession, *, channel: Channel | str, external_id: str, display_name: str = "",
+    language: str | None = None, for_customer_id: int | None = None,
+) -> tuple[m.Customer, m.ChannelIdentity, bool]:
+    """Find the customer behind a channel identity, or create it (for `for_customer_id`, or a new customer);
+    safe when two first messages race."""
+    query = select(m.ChannelIdentity).where(
+        m.ChannelIdentity.channel == Channel(channel), m.ChannelIdentity.external_id == str(external_id)
+    )
+    identity = (await session.execute(query)).scalar_one_or_none()
+    created = False
+    if identity is None:
+        try:
+            async with session.begin_nested():
+                if for_customer_id is None:
+                    customer = m.Customer(name=display_name, language=language or "en", tags=[])
+                    session.add(customer)
+                    await session.flush()
+                    for_customer_id = customer.id
+                identity = m.ChannelIdentity(
+                    customer_id=for_customer_id, channel=Channel(channel), external_id=str(external_id),
+                    display_name=display_name,
+                )
+                session.add(identity)
+                await session.flush()
+            created = True
+        except IntegrityError:  # another request created it first: use theirs
+            identity = (await session.execute(query)).scalar_one()
+    elif display_name and identity.display_name != display_name:
+        identity.display_name = display_name
+    customer = await session.get_one(m.Customer, identity.customer_id)
+    return customer, identity, created
+
+
+class CustomerService(Service):
+    async def identify(
+        self, *, channel: Channel | str, external_id: str, display_name: str = "", language: str | None = None
+    ) -> IdentifiedCustomer:
+        """The customer behind a chat (created on first contact)."""
+        async with self.uow() as uow:
+            customer, identity, created = await identify_in(
+                uow.session, channel=channel, external_id=external_id, display_name=display_name,
+                language=language,
+            )
+            if created:
+                uow.emit(CustomerCreated(customer_id=customer.id))
+            await uow.commit()
+            return IdentifiedCustomer(CustomerView.of(customer), IdentityView.of(identity), created)
+
+    async def get(self, *, customer_id: int) -> CustomerView:
+        async with self.uow() as uow:
+            return CustomerView.of(await _get_customer(uow.session, customer_id))
+
+    async def create(
+        self, *, name: str = "", email: str | None = None, phone: str | None = None, language: str = "en",
+        tags: list[str] | None = None, marketing_consent: bool = False, external_ref: str | None = None,
+    ) -> CustomerView:
+        """A new customer; e-mail and phone are validated and normalized."""
+        email_n = normalize_email(email)
+        phone_n = normalize_phone(phone, self.settings.phone_region)
+        async with self.uow() as uow:
+            customer = m.Customer(
+                name=name, email=email.strip() if email else None, phone=phone.strip() if phone else None,
+                email_normalized=email_n, phone_normalized=phone_n, language=language, tags=list(tags or []),
+                marketing_consent=marketing_consent, marketing_consent_at=utcnow() if marketing_consent else None,
+                external_ref=external_ref,
+            )
+            uow.session.add(customer)
+            await uow.session.flush()
+            uow.emit(CustomerCreated(customer_id=customer.id))
+            await uow.commit()
+            return CustomerView.of(customer)
+
+    async def find_by_contact(self, *, email: str | None = None, phone: str | None = None) -> CustomerView | None:
+        """The active (not merged) customer with this e-mail or phone, written in any usual form."""
+        email_n = normalize_email(email) if email else None
+        phone_n = normalize_phone(phone, self.settings.phone_region) if phone else None
+        if not email_n and not phone_n:
+            return None
+        async with self.uow() as uow:
+            conditions = []
+            if email_n:
+                conditions.append(m.Customer.email_normalized == email_n)
+            if phone_n:
+                conditions.append(m.Customer.phone_normalized == phone_n)
+            row = (
+                await uow.session.execute(
+                    select(m.Customer)
+                    .where(or_(*conditions), m.Customer.merged_into_id.is_(None))
+                    .order_by(m.Customer.id)
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            return CustomerView.of(row) if row else None
+
+    async def update_profile(self, *, customer_id: int, **changes: Any) -> CustomerView:
+        """Change name, e-mail, phone, language or tags (unknown fields are refused)."""
+        allowed = {"name", "email", "phone", "language", "tags"}
+        if unknown := set(changes) - allowed:
+            raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+        async with self.uow() as uow:
+            customer = await _get_customer(uow.session, customer_id)
+            if "email" in changes:
+                customer.email_normalized = normalize_email(changes["email"])
+            if "phone" in changes:
+                customer.phone_normalized = normalize_phone(changes["phone"], self.settings.phone_region)
+            for key, value in changes.items():
+                setattr(customer, key, list(value) if key == "tags" else value)
+            uow.emit(CustomerUpdated(customer_id=customer_id))
+            await uow.commit()
+            return CustomerView.of(customer)
+
+    async def set_consent(self, *, customer_id: int, consent: bool) -> CustomerView:
+        """Record the customer's marketing consent (or its withdrawal) with the time it was given."""
+        async with self.uow() as uow:
+            customer = await _get_customer(uow.session, customer_id)
+            customer.marketing_consent = consent
+            customer.marketing_consent_at = utcnow()
+            uow.emit(CustomerUpdated(customer_id=customer_id))
+            await uow.commit()
+            return CustomerView.of(customer)
+
+    async def identities(self, *, customer_id: int) -> list[IdentityView]:
+        async with self.uow() as uow:
+            rows = await uow.session.execute(
+                select(m.ChannelIdentity).where(m.ChannelIdentity.customer_id == customer_id)
+                .order_by(m.ChannelIdentity.id)
+            )
+            return [IdentityView.of(i) for i in rows.scalars()]
+
+    async def link_identity(self, *, channel: Channel | str, external_id: str, customer_id: int) -> CustomerView:
+        """Attach a chat to a known CRM customer; the chat's own (anonymous) customer is merged into it."""
+        async with self.uow() as uow:
+            target = await _get_customer(uow.session, customer_id)
+            if target.merged_into_id is not None:
+                raise ConflictError("That customer was merged into another one.")
+            _, identity, _ = await identify_in(
+                uow.session, channel=channel, external_id=external_id, for_customer_id=target.id
+            )
+            if identity.customer_id != target.id:
+                await merge_in(uow, source_id=identity.customer_id, target_id=target.id)
+            identity.linked_at = utcnow()
+            uow.emit(IdentityLinked(customer_id=target.id, identity_id=identity.id, channel=str(channel)))
+            await uow.commit()
+            return CustomerView.of(target)
+
+    async def merge(self, *, source_id: int, target_id: int) -> CustomerView:
+        """Merge `source` into `target`: identities, conversations, tickets, ledger and orders all move."""
+        async with self.uow() as uow:
+            target = await merge_in(uow, source_id=source_id, target_id=target_id)
+            await uow.commit()
+            return CustomerView.of(target)
+
+
+async def _get_customer(session: AsyncSession, customer_id: int, *, for_update: bool = False) -> m.Customer:
+    query = select(m.Customer).where(m.Customer.id == customer_id)
+    if for_update:
+        query = query.with_for_update()
+    customer = (await session.execute(query)).scalar_one_or_none()
+    if customer is None:
+        raise NotFound(f"No customer {customer_id}.")
+    return customer
+
+
+async def merge_in(uow: UnitOfWork, *, source_id: int, target_id: int) -> m.Customer:
+    """The merge, inside the caller's transaction."""
+    session = uow.session
+    if source_id == target_id:
+        raise ConflictError("A customer cannot be merged into itself.")
+    # Lock both rows in id order, so two merges of the same pair cannot deadlock.
+    first, second = sorted((source_id, target_id))
+    locked = {first: await _get_customer(session, first, for_update=True),
+              second: await _get_customer(session, second, for_update=True)}
+    source, target = locked[source_id], locked[target_id]
+    if source.merged_into_id is not None or target.merged_into_id is not None:
+        raise ConflictError("One of these customers has already been merged.")
+
+    for model, column in CUSTOMER_OWNED:
+        table = model.__table__
+        await session.execute(update(table).where(table.c[column] == source_id).values({column: target_id}))
+    await _merge_loyalty(session, source_id=source_id, target_id=target_id)
+
+    # The target keeps what it has and gains what only the source knew.
+    for attr in ("name", "email", "phone", "email_normalized", "phone_normalized"):
+        if not getattr(target, attr) and getattr(source, attr):
+            setattr(target, attr, getattr(source, attr))
+    target.tags = sorted(set(target.tags or []) | set(source.tags or []))
+    if source.marketing_consent_at and (
+        target.marketing_consent_at is None or source.marketing_consent_at > target.marketing_consent_at
+    ):  # the most recent decision about consent wins
+        target.marketing_consent = source.marketing_consent
+        target.marketing_consent_at = source.marketing_consent_at
+    if target.external_ref is None and source.external_ref is not None:
+        ref, source.external_ref = source.external_ref, None
+        await session.flush()
+        target.external_ref = ref
+    source.merged_into_id = target.id
+    source.merged_at = utcnow()
+    uow.emit(CustomersMerged(source_id=source_id, target_id=target_id))
+    return target
+
+
+async def _merge_loyalty(session: AsyncSession, *, source_id: int, target_id: int) -> None:
+    acc = m.LoyaltyAccount
+    rows = (await session.execute(select(acc).where(acc.customer_id.in_([source_id, target_id])))).scalars()
+    by_customer = {a.customer_id: a for a in rows}
+    source_acc, target_acc = by_customer.get(source_id), by_customer.get(target_id)
+    if source_acc is None:
+        return
+    if target_acc is None:
+        source_acc.customer_id = target_id
+        return
+    for model in (m.LoyaltyTransaction, m.Redemption):
+        table = model.__table__
+        await session.execute(
+            update(table).where(table.c.account_id == source_acc.id).values(account_id=target_acc.id)
+        )
+    target_acc.balance += source_acc.balance
+    target_acc.lifetime_points += source_acc.lifetime_points
+    await session.delete(source_acc)
+    await session.flush()
+    await ledger.recompute_tier(session, target_acc.id)

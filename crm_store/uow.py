@@ -1,0 +1,42 @@
+"""Unit of work: one use case, one transaction; events are published only after it commits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_store.bus import EventBus
+from crm_store.db import Database
+from crm_store.events import DomainEvent
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.events: list[DomainEvent] = []
+        self.committed = False
+
+    def emit(self, event: DomainEvent) -> None:
+        """Queue an event; it is published once the transaction has committed."""
+        self.events.append(event)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        self.committed = True
+
+
+@asynccontextmanager
+async def unit_of_work(db: Database, events: EventBus) -> AsyncIterator[UnitOfWork]:
+    async with db.sessionmaker() as session:
+        uow = UnitOfWork(session)
+        try:
+            yield uow
+            if not uow.committed:
+                await uow.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    for event in uow.events:
+        await events.publish(event)

@@ -1,0 +1,1 @@
+"""Kefu knowledge_base."""

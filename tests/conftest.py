@@ -1,0 +1,137 @@
+"""Fixtures: the same suite runs on SQLite + in-process bus + fakeredis (default) and, when
+KEFU_TEST_DATABASE_URL / KEFU_TEST_REDIS_URL are set, on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from crm_store.db import Database
+from crm_store.models import Base
+from crm_store.settings import StoreSettings
+from tests.support import RecordingBus
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PG_URL = os.environ.get("KEFU_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"kefu database: {make_url(PG_URL).render_as_string() if PG_URL else 'SQLite (embedded)'}",
+        f"kefu redis: {REDIS_URL or 'fakeredis (embedded)'}",
+    ]
+
+
+async def _create_pg_database(admin_url: str, name: str) -> str:
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_pg_database(admin_url: str, name: str) -> None:
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+def run_blocking(coro):  # type: ignore[no-untyped-def]
+    """Run a coroutine to the end from sync code, even inside a running event loop (in a helper thread)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session")
+def fresh_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A factory of empty databases: a new SQLite file, or a new PostgreSQL database on the test server."""
+    created: list[str] = []
+
+    def make() -> str:
+        if PG_URL:
+            name = f"kefu_test_{uuid.uuid4().hex[:12]}"
+            created.append(name)
+            return run_blocking(_create_pg_database(PG_URL, name))
+        path = tmp_path_factory.mktemp("db") / "kefu.db"
+        return f"sqlite+aiosqlite:///{path}"
+
+    yield make
+    for name in created:
+        run_blocking(_drop_pg_database(PG_URL, name))  # type: ignore[arg-type]
+
+
+async def build_schema(url: str) -> None:
+    """The schema as production builds it: through the Alembic chain."""
+    from crm_store.migrations import upgrade
+
+    await upgrade(url)
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database_url) -> str:  # type: ignore[no-untyped-def]
+    url = fresh_database_url()
+    run_blocking(build_schema(url))
+    return url
+
+
+async def _wipe(db: Database) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    async with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                await conn.execute(text(f"DELETE FROM {table}"))
+            await conn.execute(text("DELETE FROM sqlite_sequence")) if await _has_sqlite_sequence(conn) else None
+
+
+async def _has_sqlite_sequence(conn) -> bool:  # type: ignore[no-untyped-def]
+    result = await conn.execute(text("SELECT name FROM sqlite_master WHERE name='sqlite_sequence'"))
+    return result.first() is not None
+
+
+@pytest.fixture
+def settings(database_url: str) -> StoreSettings:
+    return StoreSettings(database_url=database_url, redis_url=REDIS_URL)
+
+
+@pytest.fixture
+async def db(settings: StoreSettings) -> AsyncIterator[Database]:
+    database = Database(settings.database_url)
+    await _wipe(database)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+def bus() -> RecordingBus:
+    return RecordingBus()
+
+
+@pytest.fixture
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
+
+
+@pytest.fixture
+def tmp_csv(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def write(name: str, content: str) -> Path:
+        path = tmp_path / name
+        path.write_text(content, encoding="utf-8")
+        return path
+
+    return write
