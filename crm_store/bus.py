@@ -14,7 +14,11 @@ from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crm_store.events import DomainEvent, UnknownEvent
 
@@ -148,12 +152,19 @@ class InProcessEventBus:
                 if attempt == self.max_deliveries:
                     logger.exception(
                         "event bus: group %s dropped %s %s after %d failed deliveries",
-                        group, event.name, event.event_id, attempt,
+                        group,
+                        event.name,
+                        event.event_id,
+                        attempt,
                     )
                     return
                 logger.warning(
                     "event bus: group %s failed on %s %s (delivery %d), retrying",
-                    group, event.name, event.event_id, attempt, exc_info=True,
+                    group,
+                    event.name,
+                    event.event_id,
+                    attempt,
+                    exc_info=True,
                 )
                 await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
 
@@ -229,9 +240,7 @@ class RedisEventBus:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read(
-        self, group: str, consumer: str, *, count: int = 10, block_ms: int | None = None
-    ) -> list[Delivery]:
+    async def read(self, group: str, consumer: str, *, count: int = 10, block_ms: int | None = None) -> list[Delivery]:
         """New entries for this consumer (XREADGROUP >); block_ms None means the bus default, 0 no waiting."""
         wait = self.block_ms if block_ms is None else block_ms
         # BLOCK 0 would wait forever in Redis; here 0 means "answer at once".
@@ -310,8 +319,9 @@ class RedisEventBus:
         if tasks:
             _, still_running = await asyncio.wait(tasks, timeout=self.shutdown_timeout_s)
             for task in still_running:
-                logger.warning("event bus: %s still busy after %.1fs; cancelling", task.get_name(),
-                               self.shutdown_timeout_s)
+                logger.warning(
+                    "event bus: %s still busy after %.1fs; cancelling", task.get_name(), self.shutdown_timeout_s
+                )
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._owns_client:
@@ -335,7 +345,10 @@ class RedisEventBus:
                 backoff = _BACKOFF_MIN_S
             except Exception:
                 logger.warning(
-                    "event bus: group %s cannot read %s; retrying in %.1fs", group, self.stream, backoff,
+                    "event bus: group %s cannot read %s; retrying in %.1fs",
+                    group,
+                    self.stream,
+                    backoff,
                     exc_info=True,
                 )
                 group_ready = False
@@ -355,7 +368,11 @@ class RedisEventBus:
             # Not acked: the entry stays pending and comes back through claim_stale after min_idle_ms.
             logger.warning(
                 "event bus: group %s failed on %s %s (delivery %s); left pending for redelivery",
-                group, delivery.event.name, delivery.id, delivery.delivery_count, exc_info=True,
+                group,
+                delivery.event.name,
+                delivery.id,
+                delivery.delivery_count,
+                exc_info=True,
             )
             return
         try:
@@ -382,9 +399,7 @@ class RedisEventBus:
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
-    async def _decode(
-        self, group: str, entry_id: Any, fields: Any, *, delivery_count: int | None
-    ) -> Delivery | None:
+    async def _decode(self, group: str, entry_id: Any, fields: Any, *, delivery_count: int | None) -> Delivery | None:
         """The entry as a Delivery; an unknown or unreadable entry is acked and logged, never handed out."""
         entry = _text(entry_id)
         try:
@@ -414,9 +429,13 @@ class RedisEventBus:
         """Move a poison entry to `<stream>:dead` and ack it, in one transaction."""
         logger.error(
             "event bus: group %s gives up on %s after %d deliveries; moved to %s",
-            group, entry_id, delivered, self.dead_letter_stream,
+            group,
+            entry_id,
+            delivered,
+            self.dead_letter_stream,
         )
-        record = dict(_text_fields(fields or {}))
+        # The raw fields, not decoded ones: what is kept for inspection must be exactly what was published.
+        record: dict[Any, Any] = dict(fields or {})
         record.update({"original_id": entry_id, "group": group, "deliveries": str(delivered)})
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.dead_letter_stream, record, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
@@ -455,4 +474,11 @@ def build_event_bus(redis_url: str | None, *, stream: str = "kefu:events") -> Ev
     """The in-process bus without a Redis URL, else a Redis Streams bus that owns its client."""
     if redis_url is None:
         return InProcessEventBus()
-    return RedisEventBus(aioredis.from_url(redis_url), stream=stream, owns_client=True)
+    # from_url's connections do not retry by default, so after a Redis restart the first command on each
+    # pooled (now dead) connection would fail; one reconnect-and-retry makes a restart invisible to publishers.
+    client = aioredis.from_url(
+        redis_url,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+    return RedisEventBus(client, stream=stream, owns_client=True)

@@ -135,3 +135,10 @@ def tmp_csv(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return write
+
+
+@pytest.fixture
+def crm(db: Database, bus: RecordingBus, settings: StoreSettings):  # type: ignore[no-untyped-def]
+    from crm_store.crm import CRM
+
+    return CRM(db=db, events=bus, settings=settings)

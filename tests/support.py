@@ -26,3 +26,25 @@ class RecordingBus:
 
     def of(self, event_type: type[DomainEvent]) -> list[DomainEvent]:
         return [e for e in self.published if isinstance(e, event_type)]
+
+
+async def make_agent(crm, *, email: str = "agent@example.com", role: str = "agent", name: str = "Agent"):  # type: ignore[no-untyped-def]
+    """An active agent (factory)."""
+    return await crm.agents.create_agent(email=email, name=name, password="correct horse", role=role)
+
+
+async def make_chat(crm, *, external_id: str = "1001", text: str = "hello", channel: str = "telegram",  # type: ignore[no-untyped-def]
+                    message_id: str | None = None):
+    """A customer who wrote once on a chat channel (factory)."""
+    return await crm.conversations.record_incoming(
+        channel=channel, external_id=external_id, text=text, channel_message_id=message_id
+    )
+
+
+async def make_tiers(crm):  # type: ignore[no-untyped-def]
+    """Silver (0), Gold (1000), Platinum (5000)."""
+    return [
+        await crm.loyalty.define_tier(name="Silver", threshold=0, names={"zh": "银卡"}),
+        await crm.loyalty.define_tier(name="Gold", threshold=1000, names={"zh": "金卡"}),
+        await crm.loyalty.define_tier(name="Platinum", threshold=5000, names={"zh": "白金卡"}),
+    ]

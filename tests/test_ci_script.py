@@ -49,9 +49,9 @@ def test_ci_script_runs_lint_then_the_suite_plainly_then_on_services() -> None:
     assert phases[1] == "make test", phases
     services = phases[phases.index("start_services") + 1 :]
     assert len(services) == 1, phases
-    assert re.fullmatch(
-        r'env KEFU_TEST_DATABASE_URL="\$\w+" KEFU_TEST_REDIS_URL="\$\w+" make test', services[0]
-    ), services
+    assert re.fullmatch(r'env KEFU_TEST_DATABASE_URL="\$\w+" KEFU_TEST_REDIS_URL="\$\w+" make test', services[0]), (
+        services
+    )
 
 
 # Behaviour: make, PostgreSQL and Redis are stubs that record what the script asked of them.

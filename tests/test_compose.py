@@ -205,9 +205,7 @@ def _broken(**services: dict[str, Any]) -> dict[str, Any]:
         (_broken(worker={"image": "kefu", "command": "run $TOKEN"}), set(), "${TOKEN} is not documented"),
     ],
 )
-def test_compose_problems_catches_a_broken_file(
-    compose: dict[str, Any], documented: set[str], expected: str
-) -> None:
+def test_compose_problems_catches_a_broken_file(compose: dict[str, Any], documented: set[str], expected: str) -> None:
     problems = compose_problems(compose, documented)
     assert any(expected in problem for problem in problems), problems
 

@@ -202,7 +202,7 @@ class ConversationService(Service):
             ticket = m.Ticket(
                 conversation_id=conversation.id, customer_id=conversation.customer_id, subject=subject[:300],
                 category=category, priority=priority, status=TicketStatus.NEW, team_id=conversation.team_id,
-                sla_due_at=now + self.settings.sla_target(priority),
+                created_at=now, sla_due_at=now + self.settings.sla_target(priority),
             )
             uow.session.add(ticket)
             conversation.status = ConversationStatus.PENDING

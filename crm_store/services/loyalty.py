@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store import models as m
 from crm_store.dto import (
@@ -99,7 +100,7 @@ class LoyaltyService(Service):
                 if reward is None or not reward.active:
                     raise RewardUnavailable("This reward is not available.")
                 if reward.min_tier_id is not None:
-                    await self._require_tier(customer_id, reward)
+                    await _require_tier(session, customer_id, reward)
                 posting = await ledger.post(session, [ledger.LedgerEntry(
                     customer_id=customer_id, kind=LoyaltyTransactionKind.REDEEM, points=-reward.cost,
                     reason=f"Redeemed: {reward.name}", idempotency_key=key,
@@ -131,13 +132,6 @@ class LoyaltyService(Service):
             if (done := await self._redemption_by_key(key)) is not None:
                 return done
             raise
-
-    async def _require_tier(self, customer_id: int, reward: m.Reward) -> None:
-        summary = await self.summary(customer_id=customer_id)
-        async with self.uow() as uow:
-            needed = await uow.session.get_one(m.LoyaltyTier, reward.min_tier_id)
-        if summary.tier is None or summary.tier.threshold < needed.threshold:
-            raise RewardUnavailable(f"This reward is for {needed.name} members and above.")
 
     async def _redemption_by_key(self, key: str) -> RedemptionView | None:
         async with self.uow() as uow:
@@ -192,3 +186,15 @@ class LoyaltyService(Service):
             return int(total or 0)
 
 
+
+
+async def _require_tier(session: AsyncSession, customer_id: int, reward: m.Reward) -> None:
+    """Inside the redemption's own transaction: a second connection would wait on SQLite's write lock."""
+    needed = await session.get_one(m.LoyaltyTier, reward.min_tier_id)
+    reached = await session.scalar(
+        select(m.LoyaltyTier.threshold)
+        .join(m.LoyaltyAccount, m.LoyaltyAccount.tier_id == m.LoyaltyTier.id)
+        .where(m.LoyaltyAccount.customer_id == customer_id)
+    )
+    if reached is None or reached < needed.threshold:
+        raise RewardUnavailable(f"This reward is for {needed.name} members and above.")

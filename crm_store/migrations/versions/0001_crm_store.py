@@ -1,7 +1,7 @@
 """CRM store: customers, conversations, tickets, agents, loyalty, orders
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-23 00:43:32.307785
 """
 
@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import crm_store.coltypes
-
 
 revision: str = '0001'
 down_revision: str | None = None
