@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TypeAlias
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store import models as m
@@ -495,6 +495,7 @@ class _CustomerImport:
         self.report = ImportReport(kind="customers")
         self.people = _People()
         self._phones: dict[str, str | ValueError | None] = {}
+        self._batches = 0
 
     async def prepare(self) -> None:
         async with unit_of_work(self.crm.db, self.crm.events) as uow:
@@ -511,6 +512,7 @@ class _CustomerImport:
         if not rows:
             return
         async with unit_of_work(self.crm.db, self.crm.events) as uow:
+            await _prefer_custom_plans(uow.session)
             run = _CustomerBatch(uow, self.people)
             await run.load_matches([k for row in rows for k in row.contact_keys()])
             outcomes: list[str] = []
@@ -524,6 +526,8 @@ class _CustomerImport:
         self.people.settle()
         for outcome in outcomes:
             setattr(self.report, outcome, getattr(self.report, outcome) + 1)
+        self._batches += 1
+        await _refresh_statistics(self.crm, self._batches, ("customers",))
 
 
 class _CustomerBatch:
@@ -660,6 +664,7 @@ class _OrderImport:
         self.people = _People()
         self._phones: dict[str, str | ValueError | None] = {}
         self._first_line: dict[str, int] = {}  # order id -> the line it first appeared on
+        self._batches = 0
 
     async def prepare(self) -> None:
         async with unit_of_work(self.crm.db, self.crm.events) as uow:
@@ -682,16 +687,28 @@ class _OrderImport:
             return
         async with unit_of_work(self.crm.db, self.crm.events) as uow:
             session = uow.session
-            present = await _present_orders(session, [r.ref for r in rows])
-            new_customers: list[m.Customer] = []
-            placed: list[tuple[_OrderRow, m.Customer | int]] = []
+            await _prefer_custom_plans(session)
+            placed: list[tuple[_OrderRow, _Handle]] = []
+            strangers: list[_OrderRow] = []
             for row in rows:
-                if row.ref in present:
-                    continue
-                try:
-                    placed.append((row, self._customer_for(row, new_customers)))
-                except _Invalid as exc:
-                    self.report.errors.append(RowError(row.line, str(exc)))
+                who = self._known_customer(row)
+                if who is None:
+                    strangers.append(row)
+                else:
+                    placed.append((row, who))
+            new_customers: list[m.Customer] = []
+            if strangers:
+                # A customer is created only for an order that is really new (add_orders skips the others).
+                present = await _present_orders(session, [r.ref for r in strangers])
+                self.report.unchanged += len(present)
+                for row in strangers:
+                    if row.ref in present:
+                        continue
+                    try:
+                        placed.append((row, self._known_customer(row) or self._new_customer(row, new_customers)))
+                    except _Invalid as exc:
+                        self.report.errors.append(RowError(row.line, str(exc)))
+                placed.sort(key=lambda p: p[0].line)
             if new_customers:
                 session.add_all(new_customers)
                 await session.flush()
@@ -709,16 +726,20 @@ class _OrderImport:
                 uow.emit(event)
             await uow.commit()
         self.people.settle()
-        self.report.unchanged += len(present) + len(orders) - len(added)
+        self.report.unchanged += len(orders) - len(added)
         self.report.created += len(added)
         self.report.customers_created += len(new_customers)
+        self._batches += 1
+        await _refresh_statistics(self.crm, self._batches, ("orders", "loyalty_transactions", "loyalty_accounts"))
 
-    def _customer_for(self, row: _OrderRow, new_customers: list[m.Customer]) -> m.Customer | int:
-        """The order's customer, by external id, e-mail, then phone; a new one when only contacts are known."""
-        keys = _keys(row.customer_ref, row.email_n, row.phone_n)
-        for key in keys:
+    def _known_customer(self, row: _OrderRow) -> _Handle | None:
+        """The order's customer, by external id, e-mail, then phone."""
+        for key in _keys(row.customer_ref, row.email_n, row.phone_n):
             if (handle := self.people.get(key)) is not None:
                 return handle
+        return None
+
+    def _new_customer(self, row: _OrderRow, new_customers: list[m.Customer]) -> m.Customer:
         if not (row.email_n or row.phone_n):
             raise _Invalid(
                 f"no customer with external id {row.customer_ref!r} "
@@ -730,7 +751,7 @@ class _OrderImport:
             marketing_consent=False,
         )
         new_customers.append(customer)
-        for key in keys:
+        for key in _keys(row.customer_ref, row.email_n, row.phone_n):
             self.people.put(key, customer)
         return customer
 
@@ -741,3 +762,22 @@ async def _present_orders(session: AsyncSession, refs: Sequence[str]) -> set[str
         found = await session.execute(select(m.Order.external_ref).where(m.Order.external_ref.in_(part)))
         present.update(found.scalars())
     return present
+
+
+# --- PostgreSQL planning -----------------------------------------------------------------------------------
+# Look-ups go out as `col IN ($1 .. $500)` prepared statements. After five runs PostgreSQL may switch to a
+# generic plan that compares every row with every parameter (measured: 7 ms -> 350 ms per query at 30,000
+# ledger rows), and a table that grew by 100,000 rows since it was last analyzed is planned as if it were
+# small. So each batch asks for custom plans, and the tables the import grows are analyzed as they double.
+
+
+async def _prefer_custom_plans(session: AsyncSession) -> None:
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+async def _refresh_statistics(crm: CRM, batches_done: int, tables: Sequence[str]) -> None:
+    if crm.db.dialect != "postgresql" or batches_done & (batches_done - 1):  # after batch 1, 2, 4, 8, ...
+        return
+    async with crm.db.engine.begin() as conn:
+        await conn.execute(text(f"ANALYZE {', '.join(tables)}"))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+
+from crm_store.enums import AgentRole  # a plain enum module: cheap to import
 
 if TYPE_CHECKING:
     from crm_store.crm import CRM
@@ -35,14 +36,6 @@ app.add_typer(import_app, name="import")
 app.add_typer(agent_app, name="agent")
 
 MAX_LISTED_ERRORS = 50
-
-
-class Role(StrEnum):
-    """The agent roles (mirrors crm_store.enums.AgentRole, kept here so `--help` imports nothing)."""
-
-    AGENT = "agent"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -101,12 +94,12 @@ def _explain(exc: BaseException, settings: StoreSettings | None) -> str | None:
         return f"cannot connect to the database{where}: {_one_line(exc.orig)}"
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return f"lost the connection to the database{where}: {_one_line(exc.orig)}"
+    if isinstance(exc, TimeoutError):  # before OSError, of which it is a subclass
+        return f"timed out reaching the database{where}"
     if isinstance(exc, OSError):
         if exc.filename is not None:
             return f"{exc.filename}: {exc.strerror or exc}"
         return f"cannot reach the database{where}: {exc.strerror or _one_line(exc) or type(exc).__name__}"
-    if isinstance(exc, TimeoutError):
-        return f"timed out reaching the database{where}"
     if isinstance(exc, ValueError):  # bad input refused by a service (a short password, an unreadable file)
         return _one_line(exc)
     return None
@@ -238,7 +231,7 @@ async def _import_with_progress(crm: CRM, kind: str, path: Path) -> Any:
 @agent_app.command("create")
 def agent_create(
     email: Annotated[str, typer.Option(help="The agent's e-mail, used to sign in.", show_default=False)],
-    role: Annotated[Role, typer.Option(help="What the agent may do.", show_default=False)],
+    role: Annotated[AgentRole, typer.Option(help="What the agent may do.", show_default=False)],
     name: Annotated[str, typer.Option(help="Display name (default: the e-mail).")] = "",
     password: Annotated[
         str | None,

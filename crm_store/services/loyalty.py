@@ -21,6 +21,10 @@ from crm_store.services import ledger
 from crm_store.services.base import Service
 
 
+class _AlreadyRedeemed(Exception):
+    """Raised inside a redemption's transaction to roll it back when its key was redeemed meanwhile."""
+
+
 class LoyaltyService(Service):
     async def define_tier(
         self, *, name: str, threshold: int, benefits: list[str] | None = None, names: dict[str, str] | None = None
@@ -105,6 +109,8 @@ class LoyaltyService(Service):
                     customer_id=customer_id, kind=LoyaltyTransactionKind.REDEEM, points=-reward.cost,
                     reason=f"Redeemed: {reward.name}", idempotency_key=key,
                 )])
+                if key not in posting.transaction_ids:  # the same tap committed since our first look
+                    raise _AlreadyRedeemed
                 if reward.stock is not None:
                     taken = await session.execute(
                         update(m.Reward.__table__)
@@ -128,7 +134,7 @@ class LoyaltyService(Service):
                 await uow.commit()
                 return RedemptionView(redemption.id, reward.id, reward.cost, str(redemption.status),
                                       posting.balances[customer_id], redemption.created_at)
-        except IntegrityError:  # the same tap raced itself: the other request redeemed
+        except (IntegrityError, _AlreadyRedeemed):  # the same tap raced itself: the other request redeemed
             if (done := await self._redemption_by_key(key)) is not None:
                 return done
             raise
