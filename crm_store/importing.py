@@ -52,7 +52,8 @@ _MAX_LEN = {"name": 200, "email": 254, "phone": 40, "external_id": 100, "order_i
 
 
 class ImportFileError(ValueError):
-    """The file as a whole cannot be imported (no header, missing columns, not UTF-8); nothing was loaded."""
+    """The file as a whole cannot be imported: no header, missing columns, not UTF-8 (found before anything is
+    written), or broken CSV such as a NUL byte (found where it is read: the batches before it stay loaded)."""
 
 
 @dataclass(frozen=True)
@@ -512,7 +513,6 @@ class _CustomerImport:
         if not rows:
             return
         async with unit_of_work(self.crm.db, self.crm.events) as uow:
-            await _prefer_custom_plans(uow.session)
             run = _CustomerBatch(uow, self.people)
             await run.load_matches([k for row in rows for k in row.contact_keys()])
             outcomes: list[str] = []
@@ -687,7 +687,6 @@ class _OrderImport:
             return
         async with unit_of_work(self.crm.db, self.crm.events) as uow:
             session = uow.session
-            await _prefer_custom_plans(session)
             placed: list[tuple[_OrderRow, _Handle]] = []
             strangers: list[_OrderRow] = []
             for row in rows:
@@ -704,8 +703,9 @@ class _OrderImport:
                 for row in strangers:
                     if row.ref in present:
                         continue
-                    try:
-                        placed.append((row, self._known_customer(row) or self._new_customer(row, new_customers)))
+                    try:  # an earlier row of this batch may have created the customer already
+                        who = self._known_customer(row)
+                        placed.append((row, who if who is not None else self._new_customer(row, new_customers)))
                     except _Invalid as exc:
                         self.report.errors.append(RowError(row.line, str(exc)))
                 placed.sort(key=lambda p: p[0].line)
@@ -765,15 +765,9 @@ async def _present_orders(session: AsyncSession, refs: Sequence[str]) -> set[str
 
 
 # --- PostgreSQL planning -----------------------------------------------------------------------------------
-# Look-ups go out as `col IN ($1 .. $500)` prepared statements. After five runs PostgreSQL may switch to a
-# generic plan that compares every row with every parameter (measured: 7 ms -> 350 ms per query at 30,000
-# ledger rows), and a table that grew by 100,000 rows since it was last analyzed is planned as if it were
-# small. So each batch asks for custom plans, and the tables the import grows are analyzed as they double.
-
-
-async def _prefer_custom_plans(session: AsyncSession) -> None:
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+# A table that grew by 100,000 rows since it was last analyzed is planned as if it were small (the engine
+# already asks PostgreSQL for custom plans: see crm_store.db), so the tables the import grows are analyzed
+# as they double.
 
 
 async def _refresh_statistics(crm: CRM, batches_done: int, tables: Sequence[str]) -> None:

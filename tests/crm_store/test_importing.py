@@ -148,6 +148,19 @@ async def test_customers_with_different_external_ids_are_not_merged(crm, tmp_csv
     assert len(await active_customers(crm)) == 2
 
 
+async def test_the_external_id_of_a_merged_customer_names_the_survivor(crm, tmp_csv) -> None:
+    survivor = await crm.customers.create(name="Gus", email="gus@example.com", external_ref="G-1")
+    merged = await crm.customers.create(name="Gus W", phone="+14155550144", external_ref="G-2")
+    await crm.customers.merge(source_id=merged.id, target_id=survivor.id)
+
+    report = await import_customers(crm, tmp_csv("c.csv", CUSTOMERS_HEADER + "Gustav,,,zh,,,G-2\n"))
+
+    assert (report.updated, report.created, report.errors) == (1, 0, [])
+    after = await crm.customers.get(customer_id=survivor.id)
+    assert (after.name, after.language, after.external_ref) == ("Gustav", "zh", "G-1")
+    assert await count(crm, m.Customer) == 2
+
+
 async def test_reimporting_the_same_customers_file_changes_nothing(crm, tmp_csv, bus) -> None:
     path = tmp_csv("c.csv", CUSTOMERS_HEADER + "\n".join([
         "王小明,wang@example.cn,+86 139 0000 1111,zh,vip,yes,W-1",
@@ -299,6 +312,18 @@ async def test_an_order_for_an_unknown_customer_creates_them(crm, tmp_csv, bus) 
     assert (await crm.orders.get(external_ref="N-2")).customer_id == new.id
     assert await crm.loyalty.ledger_sum(customer_id=new.id) == 30
     assert [e.customer_id for e in bus.of(CustomerCreated)] == [new.id]
+
+
+async def test_a_known_order_creates_no_customer_even_when_its_contact_is_new(crm, tmp_csv) -> None:
+    c = await crm.customers.create(name="Ed", email="ed@example.com")
+    await crm.orders.record_order(customer_id=c.id, external_ref="K-1", amount="10", placed_at=datetime.now(UTC))
+    path = tmp_csv("o.csv", ORDERS_HEADER + "K-1,ed.new@example.com,,,Ed,10,,2024-01-01,,\n")
+
+    report = await import_orders(crm, path)
+
+    assert (report.unchanged, report.created, report.customers_created, report.errors) == (1, 0, 0, [])
+    assert await count(crm, m.Customer) == 1
+    assert await crm.loyalty.ledger_sum(customer_id=c.id) == 10
 
 
 async def test_bad_order_rows_are_named_and_the_rest_load(crm, tmp_csv) -> None:
