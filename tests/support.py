@@ -48,3 +48,17 @@ async def make_tiers(crm):  # type: ignore[no-untyped-def]
         await crm.loyalty.define_tier(name="Gold", threshold=1000, names={"zh": "金卡"}),
         await crm.loyalty.define_tier(name="Platinum", threshold=5000, names={"zh": "白金卡"}),
     ]
+
+
+async def table_names(url: str) -> set[str]:
+    """The tables that exist in the database at `url`."""
+    from sqlalchemy import inspect
+
+    from crm_store.db import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    finally:
+        await engine.dispose()

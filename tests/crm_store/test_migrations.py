@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
 
 from crm_store.db import create_engine
 from crm_store.migrations import current_revision, downgrade, upgrade
 from crm_store.models import Base
+from tests.support import table_names
 
 
 async def _diff(url: str) -> list[object]:
@@ -22,20 +22,11 @@ async def _diff(url: str) -> list[object]:
         await engine.dispose()
 
 
-async def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-    finally:
-        await engine.dispose()
-
-
 async def test_upgrade_builds_every_table_and_matches_the_models(fresh_database_url) -> None:
     url = fresh_database_url()
     await upgrade(url)
     assert await current_revision(url) is not None
-    assert set(Base.metadata.tables) <= await _tables(url)
+    assert set(Base.metadata.tables) <= await table_names(url)
     assert await _diff(url) == []
 
 
@@ -50,6 +41,6 @@ async def test_downgrade_to_base_and_up_again(fresh_database_url) -> None:
     url = fresh_database_url()
     await upgrade(url)
     await downgrade(url, "base")
-    assert await _tables(url) <= {"alembic_version"}
+    assert await table_names(url) <= {"alembic_version"}
     await upgrade(url)
     assert await _diff(url) == []

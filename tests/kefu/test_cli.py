@@ -12,14 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
 
 from crm_store.crm import CRM
-from crm_store.db import create_engine
 from crm_store.models import Base
 from crm_store.settings import StoreSettings
 from kefu.runtime import crm_session
 from kefu.sample_data import DEMO_AGENTS
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,15 +56,7 @@ def on_crm(url: str, use: Callable[[CRM], object]) -> object:
 
 
 def table_names(url: str) -> set[str]:
-    async def run() -> set[str]:
-        engine = create_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return asyncio.run(support.table_names(url))
 
 
 @pytest.fixture
