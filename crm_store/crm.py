@@ -7,6 +7,7 @@ from crm_store.db import Database
 from crm_store.services.agents import AgentService
 from crm_store.services.conversations import ConversationService
 from crm_store.services.customers import CustomerService
+from crm_store.services.knowledge import KnowledgeService
 from crm_store.services.loyalty import LoyaltyService
 from crm_store.services.orders import OrderService
 from crm_store.services.timeline import TimelineService
@@ -25,6 +26,7 @@ class CRM:
         self.orders = OrderService(**deps)
         self.agents = AgentService(**deps)
         self.timeline = TimelineService(**deps)
+        self.knowledge = KnowledgeService(**deps)
 
     async def close(self) -> None:
         await self.events.close()

@@ -316,3 +316,75 @@ class Customer360:
     tickets: tuple[TicketView, ...]
     conversations: tuple[ConversationView, ...]
     timeline: tuple[TimelineEntry, ...]
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    """A stored knowledge-base article (satisfies knowledge_base.records.IndexableArticle)."""
+
+    id: int
+    external_id: str | None
+    language: str
+    question: str
+    alt_questions: tuple[str, ...]
+    answer: str
+    tags: tuple[str, ...]
+    status: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
+
+    @classmethod
+    def of(cls, a: m.KbArticle) -> ArticleView:
+        return cls(
+            id=a.id,
+            external_id=a.external_id,
+            language=a.language,
+            question=a.question,
+            alt_questions=tuple(a.alt_questions or ()),
+            answer=a.answer,
+            tags=tuple(a.tags or ()),
+            status=str(a.status),
+            version=a.version,
+            created_at=a.created_at,
+            updated_at=a.updated_at,
+            published_at=a.published_at,
+        )
+
+
+@dataclass(frozen=True)
+class ArticleInput:
+    """One article to import (the fields of knowledge_base.records.ArticleDraft); language None: guessed."""
+
+    question: str
+    answer: str
+    alt_questions: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    language: str | None = None
+    external_id: str | None = None
+    status: str = "published"
+
+
+@dataclass(frozen=True)
+class UpsertReport:
+    created: int
+    updated: int
+    unchanged: int
+    revision: int  # the knowledge base's revision after the import
+
+
+@dataclass(frozen=True)
+class ArticleVectors:
+    """The cached embeddings of one article version: `count` rows of `dim` float32 (little-endian, row-major)."""
+
+    article_id: int
+    version: int
+    model: str
+    vectors: bytes
+    dim: int
+    count: int
+
+    @classmethod
+    def of(cls, v: m.KbArticleVector) -> ArticleVectors:
+        return cls(v.article_id, v.version, v.model, bytes(v.vectors), v.dim, v.count)

@@ -97,3 +97,9 @@ class HandoffReason(StrEnum):
     NO_ANSWER = "no_answer"
     COMPLAINT = "complaint"
     AGENT_INITIATED = "agent_initiated"
+
+
+class ArticleStatus(StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    ARCHIVED = "archived"

@@ -161,3 +161,13 @@ class RewardRedeemed(DomainEvent):
     redemption_id: int
     reward_id: int
     points: int
+
+
+class KnowledgeBaseChanged(DomainEvent):
+    """Published articles changed: indexes built before `revision` are stale."""
+
+    name: ClassVar[str] = "kb.changed"
+    revision: int
+    article_ids: list[int]
+    action: str  # created | updated | published | unpublished | archived | imported
+

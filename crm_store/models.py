@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -25,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from crm_store.coltypes import UTCDateTime, utcnow
 from crm_store.enums import (
     AgentRole,
+    ArticleStatus,
     Channel,
     ConversationStatus,
     DeliveryStatus,
@@ -310,3 +312,56 @@ class Order(Base):
     items: Mapped[list[Any]] = mapped_column(JSON, default=list)
     points_awarded: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- knowledge base --------------------------------------------------------------------------------------
+
+
+class KbArticle(TimestampMixin, Base):
+    __tablename__ = "kb_articles"
+    __table_args__ = (Index("ix_kb_articles_status_language", "status", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The article's id in the import file, so a re-import updates it in place.
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    question: Mapped[str] = mapped_column(Text)
+    alt_questions: Mapped[list[str]] = mapped_column(default=list)
+    answer: Mapped[str] = mapped_column(Text)  # Markdown
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    status: Mapped[ArticleStatus] = mapped_column(enum_column(ArticleStatus), default=ArticleStatus.DRAFT)
+    # +1 on every change of what is indexed (question, alt questions, answer, language, tags): cached vectors
+    # are keyed by it.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    published_at: Mapped[datetime | None]  # when it was last published
+    created_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    updated_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+
+
+class KbArticleVector(Base):
+    """The embeddings of one version of an article by one encoder, computed once and cached."""
+
+    __tablename__ = "kb_article_vectors"
+    __table_args__ = (UniqueConstraint("article_id", "version", "model"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("kb_articles.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200))  # the encoder's name
+    dim: Mapped[int] = mapped_column(Integer)
+    # One row per text of the article (question, each alternative question, answer).
+    count: Mapped[int] = mapped_column(Integer)
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, row-major, count x dim
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KbState(Base):
+    """One row: the knowledge base's revision, bumped with every change that affects search, so other
+    processes can tell that their index is stale."""
+
+    __tablename__ = "kb_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from crm_store.bus import build_event_bus
 from crm_store.crm import CRM
 from crm_store.db import Database
 from crm_store.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from knowledge_base.service import KnowledgeBase
+    from knowledge_base.settings import KbSettings
 
 
 async def open_crm(settings: StoreSettings | None = None) -> CRM:
@@ -41,3 +46,20 @@ async def upgrade_database(url: str, revision: str = "head") -> str | None:
 
     await upgrade(url, revision)
     return await current_revision(url)
+
+
+async def open_knowledge_base(
+    crm: CRM, settings: KbSettings | None = None, *, follow_changes: bool = True
+) -> KnowledgeBase:
+    """The CRM's published articles, searchable; with follow_changes, kept fresh by kb.changed events."""
+    import uuid
+
+    from knowledge_base.service import KnowledgeBase
+    from knowledge_base.settings import KbSettings
+
+    kb = KnowledgeBase(crm.knowledge, settings or KbSettings())
+    await kb.refresh()
+    if follow_changes:
+        # One group per process: every process must hear every change (its own index is what goes stale).
+        crm.events.subscribe(f"kb-refresh-{uuid.uuid4().hex[:12]}", kb.on_event)
+    return kb

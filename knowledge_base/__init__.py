@@ -1,1 +1,1 @@
-"""Kefu knowledge_base."""
+"""Kefu knowledge base: hybrid (dense + lexical) search over FAQ articles in English and Chinese."""

