@@ -12,7 +12,7 @@ from crm_store.db import Database
 from crm_store.settings import StoreSettings
 
 if TYPE_CHECKING:
-    from knowledge_base.service import KnowledgeBase
+    from knowledge_base.service import Encoders, KnowledgeBase
     from knowledge_base.settings import KbSettings
 
 
@@ -49,7 +49,7 @@ async def upgrade_database(url: str, revision: str = "head") -> str | None:
 
 
 async def open_knowledge_base(
-    crm: CRM, settings: KbSettings | None = None, *, follow_changes: bool = True
+    crm: CRM, settings: KbSettings | None = None, *, follow_changes: bool = True, encoders: Encoders | None = None
 ) -> KnowledgeBase:
     """The CRM's published articles, searchable; with follow_changes, kept fresh by kb.changed events."""
     import uuid
@@ -57,7 +57,7 @@ async def open_knowledge_base(
     from knowledge_base.service import KnowledgeBase
     from knowledge_base.settings import KbSettings
 
-    kb = KnowledgeBase(crm.knowledge, settings or KbSettings())
+    kb = KnowledgeBase(crm.knowledge, settings or KbSettings(), encoders)
     await kb.refresh()
     if follow_changes:
         # One group per process: every process must hear every change (its own index is what goes stale).
