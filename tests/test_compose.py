@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 from crm_store.settings import StoreSettings
+from knowledge_base.settings import KbSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -148,21 +150,30 @@ def test_documented_production_url_reaches_the_compose_database() -> None:
         )
 
 
-def test_every_store_setting_is_documented() -> None:
+# Every settings class of Kefu, with its environment prefix.
+SETTINGS_CLASSES = [StoreSettings, KbSettings]
+
+
+@pytest.mark.parametrize("settings_class", SETTINGS_CLASSES)
+def test_every_setting_is_documented(settings_class: type[BaseSettings]) -> None:
     documented = documented_variables()
-    missing = [f"KEFU_{field.upper()}" for field in StoreSettings.model_fields]
+    prefix = settings_class.model_config["env_prefix"]
+    missing = [f"{prefix}{field}".upper() for field in settings_class.model_fields]
     assert [name for name in missing if name not in documented] == []
 
 
-def test_uncommented_env_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("settings_class", SETTINGS_CLASSES)
+def test_uncommented_env_example_values_are_the_defaults(
+    settings_class: type[BaseSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Copying .env.example as is changes nothing: each active line parses and equals the default."""
     for name in [n for n in os.environ if n.startswith("KEFU_")]:
         monkeypatch.delenv(name)
-    defaults = StoreSettings()
+    defaults = settings_class()
     for commented, name, value in env_example_lines():
         if not commented:
             monkeypatch.setenv(name, shlex.split(value)[0] if value else "")
-    assert StoreSettings() == defaults
+    assert settings_class() == defaults
 
 
 # The checks above must be able to fail: each broken file below is caught, for the right reason.
