@@ -170,7 +170,7 @@ def demo(
     echo(f"Kefu demo: {SHOP_NAME} ({loaded})")
     echo(f"  database  {_shown_url(settings.database_url)}")
     echo(f"  {summary.customers} customers, {summary.orders} orders, {summary.tiers} loyalty tiers, "
-         f"{summary.rewards} rewards, {summary.agents} agents")
+         f"{summary.rewards} rewards, {summary.agents} agents, {summary.articles} FAQ articles (English and Chinese)")
     echo("")
     echo("Sign in as:")
     for agent in summary.demo_agents:
@@ -180,6 +180,8 @@ def demo(
     echo("  kefu import customers FILE     add your own customers from a CSV file")
     echo("  kefu import orders FILE        record orders; points and tiers follow")
     echo("  kefu agent create --email you@example.com --role admin")
+    echo('  kefu kb search "how long does shipping take?"    ask the knowledge base in English')
+    echo('  kefu kb search "我的积分怎么兑换礼品？"          ...or in Chinese')
     echo("  kefu demo --reset              start over with a fresh sample shop")
     echo("")
     echo(f"The agent console (http://127.0.0.1:{port}) and the bot are not part of Kefu yet; "

@@ -1,4 +1,5 @@
-"""The sample shop of `kefu demo`: "Kefu Tea & Co.", a small tea shop with customers, orders, loyalty and chats.
+"""The sample shop of `kefu demo`: "Kefu Tea & Co.", a small tea shop with customers, orders, loyalty, chats
+and a bilingual FAQ knowledge base (kefu.sample_kb).
 
 Everything goes through the CRM's services, so points and tiers follow the programme's rules. Loading is
 idempotent: the demo supervisor is created last, and once it exists the shop counts as loaded. Each step also
@@ -15,7 +16,8 @@ from sqlalchemy import func, select
 
 from crm_store import models as m
 from crm_store.crm import CRM
-from crm_store.enums import AgentRole, Channel, DeliveryStatus, HandoffReason, SenderType, TicketPriority
+from crm_store.enums import AgentRole, ArticleStatus, Channel, DeliveryStatus, HandoffReason, SenderType, TicketPriority
+from kefu.sample_kb import load_sample_kb
 
 SHOP_NAME = "Kefu Tea & Co."
 
@@ -146,6 +148,7 @@ class SampleSummary:
     teams: int
     agents: int
     conversations: int
+    articles: int  # published knowledge-base articles, English and Chinese
     created: bool
     demo_agents: tuple[DemoAgent, ...] = DEMO_AGENTS
 
@@ -153,6 +156,7 @@ class SampleSummary:
 async def load_sample_shop(crm: CRM) -> SampleSummary:
     """Load the sample shop once; a second call adds nothing and returns the counts."""
     if await _is_loaded(crm):
+        await load_sample_kb(crm)  # a shop loaded before it had a knowledge base gets its FAQs now
         return await _summary(crm, created=False)
     tiers = await _tiers(crm)
     await _rewards(crm, tiers)
@@ -161,6 +165,7 @@ async def load_sample_shop(crm: CRM) -> SampleSummary:
     await _orders(crm, customers)
     agent_id = await _agent(crm, AGENT, teams)
     await _conversations(crm, customers, agent_id)
+    await load_sample_kb(crm)
     await _agent(crm, SUPERVISOR, teams)  # last: its existence marks the shop as loaded
     return await _summary(crm, created=True)
 
@@ -314,5 +319,6 @@ async def _summary(crm: CRM, *, created: bool) -> SampleSummary:
             teams=await count(m.Team),
             agents=await count(m.Agent),
             conversations=await count(m.Conversation),
+            articles=await count(m.KbArticle, m.KbArticle.status == ArticleStatus.PUBLISHED),
             created=created,
         )

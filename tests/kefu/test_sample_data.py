@@ -1,17 +1,19 @@
-"""The sample shop: what it loads, that points and tiers follow the programme, and that it loads only once."""
+"""The sample shop: what it loads (its FAQ too), that points and tiers follow the programme, that it loads once."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from crm_store import models as m
 from crm_store.crm import CRM
 from crm_store.enums import ConversationStatus, TicketStatus
+from crm_store.events import KnowledgeBaseChanged
 from kefu.runtime import crm_session
-from kefu.sample_data import AGENT, DEMO_AGENTS, SUPERVISOR, load_sample_shop
+from kefu.sample_data import AGENT, DEMO_AGENTS, REWARDS, SUPERVISOR, TIERS, load_sample_shop
+from kefu.sample_kb import SAMPLE_ARTICLES, load_sample_kb
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ async def test_loading_gives_the_sample_shop(shop: CRM) -> None:
 
     assert summary.created
     assert (summary.customers, summary.orders, summary.tiers, summary.rewards, summary.teams, summary.agents,
-            summary.conversations) == (12, 30, 3, 5, 2, 2, 4)
+            summary.conversations, summary.articles) == (12, 30, 3, 5, 2, 2, 4, 36)
     counts = await table_counts(shop)
     assert (counts["customers"], counts["orders"], counts["agents"], counts["teams"]) == (12, 30, 2, 2)
 
@@ -110,13 +112,82 @@ async def test_second_load_adds_nothing(shop: CRM, bus) -> None:  # type: ignore
     first = await load_sample_shop(shop)
     before = await table_counts(shop)
     published = len(bus.published)
+    revision = await shop.knowledge.revision()
 
     second = await load_sample_shop(shop)
 
     assert (first.created, second.created) == (True, False)
     assert await table_counts(shop) == before
     assert len(bus.published) == published
-    assert (second.customers, second.orders, second.agents) == (first.customers, first.orders, first.agents)
+    assert await shop.knowledge.revision() == revision > 0
+    assert (second.customers, second.orders, second.agents, second.articles) == (
+        first.customers, first.orders, first.agents, first.articles)
+
+
+async def published(crm: CRM, language: str) -> dict[str, object]:
+    return {a.external_id: a for a in await crm.knowledge.list_articles(status="published", language=language)}
+
+
+async def test_the_shop_has_a_bilingual_faq(shop: CRM) -> None:
+    await load_sample_shop(shop)
+    english, chinese = await published(shop, "en"), await published(shop, "zh")
+
+    assert (len(english), len(chinese)) == (18, 18)
+    assert await shop.knowledge.count() == 36  # nothing left in draft
+    topics = {eid.removeprefix("shop-en-") for eid in english}
+    assert {eid.removeprefix("shop-zh-") for eid in chinese} == topics  # every topic in both languages
+    assert {"shipping", "returns", "points-earn", "tiers", "rewards", "telegram", "human", "privacy"} <= topics
+    for article in [*english.values(), *chinese.values()]:
+        assert 2 <= len(article.alt_questions) <= 4, article.external_id
+        assert article.tags, article.external_id
+        assert article.answer.strip() and article.version == 1
+    assert all(any("\u4e00" <= ch <= "\u9fff" for ch in a.question) for a in chinese.values())
+    assert not any(any("\u4e00" <= ch <= "\u9fff" for ch in a.question) for a in english.values())
+
+
+async def test_the_faq_tells_the_loyalty_programme_the_shop_runs(shop: CRM) -> None:
+    await load_sample_shop(shop)
+    english, chinese = await published(shop, "en"), await published(shop, "zh")
+
+    for name, threshold, _, zh_name in TIERS:
+        assert name in english["shop-en-tiers"].answer and f"{threshold:,}" in english["shop-en-tiers"].answer
+        assert zh_name in chinese["shop-zh-tiers"].answer and str(threshold) in chinese["shop-zh-tiers"].answer
+    for name, zh_name, cost, _, _, _ in REWARDS:
+        en_answer, zh_answer = english["shop-en-rewards"].answer, chinese["shop-zh-rewards"].answer
+        assert name.split(" (")[0].lower() in en_answer.lower() and f"{cost:,}" in en_answer
+        assert zh_name.split("（")[0] in zh_answer and str(cost) in zh_answer
+    assert "1 point for every $1" in english["shop-en-points-earn"].answer
+    assert "1 美元得 1 积分" in chinese["shop-zh-points-earn"].answer
+
+
+async def test_loading_the_faq_again_changes_nothing(shop: CRM, bus) -> None:  # type: ignore[no-untyped-def]
+    assert await load_sample_kb(shop) == len(SAMPLE_ARTICLES) == 36
+    revision, events = await shop.knowledge.revision(), len(bus.of(KnowledgeBaseChanged))
+    articles = await shop.knowledge.list_articles()
+
+    assert await load_sample_kb(shop) == 36
+
+    assert await shop.knowledge.revision() == revision
+    assert len(bus.of(KnowledgeBaseChanged)) == events == 1  # the first load: one import, one change
+    assert await shop.knowledge.list_articles() == articles
+
+
+async def test_a_reload_keeps_what_agents_changed_and_restores_what_is_missing(shop: CRM) -> None:
+    await load_sample_shop(shop)
+    english = await published(shop, "en")
+    edited = await shop.knowledge.update_article(article_id=english["shop-en-hours"].id,
+                                                 answer="We are open around the clock.")
+    await shop.knowledge.unpublish(article_id=english["shop-en-gift-cards"].id)
+    async with shop.db.sessionmaker() as session:  # as if the shop had been loaded before it had a FAQ
+        await session.execute(delete(m.KbArticle).where(m.KbArticle.external_id == "shop-zh-hours"))
+        await session.commit()
+
+    summary = await load_sample_shop(shop)
+
+    assert not summary.created and summary.articles == 35  # the unpublished one stays a draft
+    assert (await shop.knowledge.get(article_id=edited.id)).answer == "We are open around the clock."
+    assert (await shop.knowledge.get(article_id=english["shop-en-gift-cards"].id)).status == "draft"
+    assert "shop-zh-hours" in await published(shop, "zh")
 
 
 async def test_demo_agents_can_sign_in(shop: CRM) -> None:
