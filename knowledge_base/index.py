@@ -31,6 +31,7 @@ class Candidate:
     bm25: float  # relative to the query's best BM25 score (0..1)
     fused: float
     matched_text: str
+    phrasings: tuple[tuple[str, float], ...] = ()  # every phrasing of the article with its cosine
 
 
 class Segment:
@@ -94,7 +95,9 @@ class Segment:
         for pos in top:
             start = self.starts[pos]
             count = len(phrasings(self.articles[pos]))
-            matched = self.texts[start + int(np.argmax(row_scores[start : start + count]))]
+            own = row_scores[start : start + count]
+            texts = self.texts[start : start + count]
             out.append(Candidate(int(pos), self.articles[pos], float(dense[pos]), float(relative[pos]),
-                                 float(fused[pos]), matched))
+                                 float(fused[pos]), texts[int(np.argmax(own))],
+                                 tuple(zip(texts, own.tolist(), strict=True))))
         return out

@@ -60,9 +60,14 @@ def decide_zh(
     if not candidates:
         return "no_answer", []
     scored = []
-    for cand in candidates:
-        features = matcher.features(query, cand.matched_text, dense_cosine=cand.dense, bm25=cand.bm25)  # type: ignore[attr-defined]
-        scored.append((float(matcher.score(features)), cand))  # type: ignore[attr-defined]
+    for cand in candidates[: settings.zh_rerank]:
+        # An article matches as well as its best phrasing: each alternative question is scored on its own.
+        texts = cand.phrasings or ((cand.matched_text, cand.dense),)
+        best = max(
+            matcher.score(matcher.features(query, text, dense_cosine=cosine, bm25=cand.bm25))  # type: ignore[attr-defined]
+            for text, cosine in texts
+        )
+        scored.append((float(best), cand))
     scored.sort(key=lambda pair: -pair[0])
     hits = [_hit(cand, p, p) for p, cand in scored]
     best = scored[0][0]
@@ -78,7 +83,9 @@ def search_segment(
     segment: Segment, encoding: QueryEncoding, settings: KbSettings, *, k: int = 5, zh_matcher: object | None = None
 ) -> SearchResult:
     started = time.perf_counter()
-    candidates = segment.search(encoding.text, encoding.vector, k=max(k, settings.candidates))
+    # English decides on the best two; Chinese re-ranks zh_rerank candidates with its matcher.
+    wanted = max(k, settings.zh_rerank if segment.language == "zh" and zh_matcher is not None else 2)
+    candidates = segment.search(encoding.text, encoding.vector, k=wanted)
     searched = time.perf_counter()
     if segment.language == "zh" and zh_matcher is not None:
         decision, hits = decide_zh(encoding.text, candidates, settings, zh_matcher)

