@@ -45,12 +45,8 @@ def decide_en(candidates: Sequence[Candidate], settings: KbSettings) -> tuple[De
     for i, cand in enumerate(candidates):
         margin = (best - runner_up) if i == 0 else (cand.fused - best)
         hits.append(_hit(cand, cand.fused, _sigmoid(a * cand.fused + b * margin + c)))
-    margin = best - runner_up
-    if best >= settings.answer_score and margin >= settings.answer_margin:
-        return "answer", hits
-    if best >= settings.suggest_score:
-        return "suggest", hits
-    return "no_answer", hits
+    return _decide(best, best - runner_up, settings.answer_score, settings.answer_margin,
+                   settings.suggest_score), hits
 
 
 def decide_zh(
@@ -72,11 +68,17 @@ def decide_zh(
     hits = [_hit(cand, p, p) for p, cand in scored]
     best = scored[0][0]
     margin = best - (scored[1][0] if len(scored) > 1 else 0.0)
-    if best >= settings.zh_answer_confidence and margin >= settings.zh_answer_margin:
-        return "answer", hits
-    if best >= settings.zh_suggest_confidence:
-        return "suggest", hits
-    return "no_answer", hits
+    return _decide(best, margin, settings.zh_answer_confidence, settings.zh_answer_margin,
+                   settings.zh_suggest_confidence), hits
+
+
+def _decide(best: float, margin: float, answer_at: float, answer_margin: float, suggest_at: float) -> Decision:
+    """Answer when the best is good enough and clearly ahead; suggest when it is plausible; else no answer."""
+    if best >= answer_at and margin >= answer_margin:
+        return "answer"
+    if best >= suggest_at:
+        return "suggest"
+    return "no_answer"
 
 
 def search_segment(
