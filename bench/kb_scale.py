@@ -55,6 +55,10 @@ async def main() -> None:
     real_vectors = [v[None, :] for v in encoder.encode_documents([a.question for a in real])]
     with (SHARED / "stackfaq" / "queries_dev.csv").open(encoding="utf-8") as f:
         queries = [r["query"] for r in csv.DictReader(f)][: args.queries]
+    # The query path's precision (bfloat16 where the CPU has it) against float32 documents: the same vectors?
+    exact = np.concatenate([encoder.encode_documents([q]) for q in queries])
+    fast = np.concatenate([encoder.encode_queries([q]) for q in queries])
+    agreement = (exact * fast).sum(axis=1)
     rng = random.Random(7)
     nprng = np.random.default_rng(7)
     from knowledge_base.search import QueryEncoding
@@ -100,7 +104,11 @@ async def main() -> None:
             "encode_ms": percentiles(encode_t),
         })
         del segment, articles, vectors, noise
-    print(json.dumps({"queries": len(queries), "rss_mb": round(rss_mb(), 1), "sizes": results}))
+    print(json.dumps({
+        "queries": len(queries), "query_precision": getattr(encoder, "query_precision", "float32"),
+        "query_vs_float32_cosine": {"min": round(float(agreement.min()), 6), "mean": round(float(agreement.mean()), 6)},
+        "rss_mb": round(rss_mb(), 1), "sizes": results,
+    }))
 
 
 if __name__ == "__main__":

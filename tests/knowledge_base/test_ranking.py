@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from kefu.runtime import open_knowledge_base
@@ -162,3 +163,27 @@ async def test_the_demo_shop_answers_the_examples_kefu_demo_prints(crm, kb: Know
         assert result.best is not None, describe(result, expected)
         assert (result.decision, result.best.external_id) == ("answer", expected), describe(result, expected)
         assert result.best.answer == next(a.answer for a in SAMPLE_ARTICLES if a.external_id == expected)
+
+
+def test_the_fast_query_path_encodes_like_the_documents(kb: KnowledgeBase) -> None:
+    """A customer's message goes through the single-query path (bfloat16 where the CPU has it natively), the
+    articles through the batched float32 one: both must give the same vector, or ranking drifts."""
+    encoder = kb.encoders.for_language("en")
+    questions = [q for q, _ in EN_QUESTIONS] + EN_OFF_TOPIC
+    fast = np.concatenate([encoder.encode_queries([q]) for q in questions])
+    exact = encoder.encode_documents(questions)
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    cosines = (fast * exact).sum(axis=1)
+    assert cosines.min() >= 0.999, dict(zip(questions, cosines.round(5).tolist(), strict=True))
+
+
+def test_bfloat16_queries_when_asked_for_on_any_cpu() -> None:
+    """Forced bfloat16 works (slowly) where the CPU emulates it, and still agrees with float32."""
+    from knowledge_base.encoder import SentenceTransformerEncoder
+
+    encoder = SentenceTransformerEncoder(query_precision="bfloat16")
+    assert encoder.query_precision == "bfloat16"
+    fast = encoder.encode_queries(["where is my parcel"])[0]
+    exact = encoder.encode_documents(["where is my parcel"])[0]
+    assert float(fast @ exact) >= 0.999
