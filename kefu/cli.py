@@ -14,6 +14,7 @@ import typer
 from crm_store.enums import AgentRole  # a plain enum module: cheap to import
 from kefu.cli_support import MAX_LISTED_ERRORS, _load_settings, _run, _shown_url, _upgraded, _with_crm, fail
 from kefu.kb_cli import kb_app
+from kefu.nlu_cli import nlu_app
 
 if TYPE_CHECKING:
     from crm_store.crm import CRM
@@ -35,6 +36,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(agent_app, name="agent")
 app.add_typer(kb_app, name="kb")
+app.add_typer(nlu_app, name="nlu")
 
 
 

@@ -22,6 +22,8 @@ class QueryEncoding:
     language: str
     model: str
     vector: np.ndarray
+    # The NLU's features from the same forward pass (encoders that expose their layers), else None.
+    features: np.ndarray | None = None
 
 
 def _sigmoid(x: float) -> float:

@@ -175,11 +175,17 @@ class KnowledgeBase:
                 return other
         return language
 
-    def encode_query(self, text: str) -> QueryEncoding:
-        """Encode a customer message once, for the KB and the NLU alike."""
+    def encode_query(self, text: str, *, with_features: bool = False) -> QueryEncoding:
+        """Encode a customer message once, for the KB and the NLU alike (with_features: the NLU's layer features
+        from the same forward pass, where the encoder has them)."""
         language = self.language_of(text)
         encoder = self.encoders.for_language(language)
-        return QueryEncoding(text, language, encoder.name, encoder.encode_queries([text])[0])
+        if with_features and hasattr(encoder, "encode_with_features"):
+            vectors, features = encoder.encode_with_features([text])
+            return QueryEncoding(text, language, encoder.name, vectors[0], features[0])
+        vector = encoder.encode_queries([text])[0]
+        # An encoder without layer features (e5): the NLU classifies on the vector itself.
+        return QueryEncoding(text, language, encoder.name, vector, vector if with_features else None)
 
     def search(self, text: str, *, encoding: QueryEncoding | None = None, k: int = 5) -> SearchResult:
         """Ranked hits with confidences and the answer / suggest / no_answer decision."""
