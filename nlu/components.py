@@ -331,7 +331,10 @@ class RegexEntityExtractor(Component):
         self._compile()
 
 
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+(?![\w-])", re.UNICODE)
+# ASCII only: Python's \w matches Chinese characters, and 邮箱是a@b.cn is an address after three Chinese ones.
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9-])"
+)
 _CURRENCY = {"$": "USD", "usd": "USD", "£": "GBP", "gbp": "GBP", "€": "EUR", "eur": "EUR", "¥": "CNY", "￥": "CNY",
              "cny": "CNY", "rmb": "CNY", "元": "CNY", "块": "CNY", "块钱": "CNY", "人民币": "CNY", "美元": "USD",
              "英镑": "GBP", "欧元": "EUR", "pounds": "GBP", "pound": "GBP", "dollars": "USD", "dollar": "USD",
@@ -351,7 +354,7 @@ class BuiltinEntityExtractor(Component):
     defaults: ClassVar[dict[str, Any]] = {
         "dimensions": ["email", "phone", "amount", "order_id"],
         "phone_regions": ["GB", "CN", "US"],  # numbers without a country code are tried in these, in order
-        "order_id_pattern": r"(?<![\w-])[A-Z]{2,3}-\d{3,8}(?![\w-])",
+        "order_id_pattern": r"(?<![A-Za-z0-9-])[A-Z]{2,3}-\d{3,8}(?![A-Za-z0-9-])",  # also in 订单KT-1028的
     }
 
     def __init__(self, config: dict[str, Any], context: Context) -> None:

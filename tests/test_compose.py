@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from crm_store.settings import StoreSettings
 from knowledge_base.settings import KbSettings
+from nlu.settings import NluSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -110,6 +111,19 @@ def compose_problems(compose: dict[str, Any], documented: set[str]) -> list[str]
     return problems
 
 
+def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(host path, container path, read-only) of each host path a service mounts."""
+    binds = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                binds.append((volume["source"], volume["target"], bool(volume.get("read_only"))))
+        elif ":" in volume and volume.startswith((".", "/", "~")):
+            source, target, *options = volume.split(":")
+            binds.append((source, target, "ro" in ",".join(options).split(",")))
+    return binds
+
+
 def _healthcheck_command(service: dict[str, Any]) -> str:
     test = service["healthcheck"]["test"]
     return " ".join(test) if isinstance(test, list) else test
@@ -150,8 +164,52 @@ def test_documented_production_url_reaches_the_compose_database() -> None:
         )
 
 
+def test_rasa_service_is_optional_and_serves_the_repos_nlu_data() -> None:
+    """Plain `docker compose up` leaves Rasa out; with its profile it trains on this repo's config and data."""
+    rasa = load_compose()["services"]["rasa"]
+    assert rasa["profiles"] == ["rasa"]
+    # The same Rasa as scripts/rasa-server installs, so both train the same model.
+    script = (ROOT / "scripts" / "rasa-server").read_text(encoding="utf-8")
+    version = re.search(r"^RASA_VERSION=(\S+)$", script, re.MULTILINE)
+    assert version and rasa["image"] == f"rasa/rasa:{version.group(1)}-full"
+
+    binds = _bind_mounts(rasa)
+    missing = [source for source, _, _ in binds if not (ROOT / source).exists()]
+    assert missing == [], "the rasa service mounts host paths the repository does not have"
+    assert [(source, read_only) for source, _, read_only in binds] == [
+        ("./nlu/rasa/config.yml", True),
+        ("./nlu/data", True),
+    ]
+    assert (ROOT / "nlu" / "rasa" / "config.yml").is_file() and (ROOT / "nlu" / "data").is_dir()
+
+    command = " ".join([*rasa.get("entrypoint", []), *rasa["command"]])
+    mounted_at = {target for _, target, _ in binds}
+    assert "rasa train nlu --config config.yml --nlu data" in command and {"/app/config.yml", "/app/data"} <= mounted_at
+    assert "rasa run --enable-api" in command and "-p 5005" in command
+    assert "127.0.0.1:${KEFU_COMPOSE_RASA_PORT:-5005}:5005" in rasa["ports"]
+    assert "/status" in _healthcheck_command(rasa)
+
+
+def test_bind_mounts_reads_both_syntaxes() -> None:
+    service = {
+        "volumes": [
+            "./nlu/data:/app/data:ro",
+            "./var:/app/var",
+            "data:/data",
+            "/cache",
+            {"type": "bind", "source": "./nlu/rasa/config.yml", "target": "/app/config.yml", "read_only": True},
+            {"type": "volume", "source": "models", "target": "/app/models"},
+        ]
+    }
+    assert _bind_mounts(service) == [
+        ("./nlu/data", "/app/data", True),
+        ("./var", "/app/var", False),
+        ("./nlu/rasa/config.yml", "/app/config.yml", True),
+    ]
+
+
 # Every settings class of Kefu, with its environment prefix.
-SETTINGS_CLASSES = [StoreSettings, KbSettings]
+SETTINGS_CLASSES = [StoreSettings, KbSettings, NluSettings]
 
 
 @pytest.mark.parametrize("settings_class", SETTINGS_CLASSES)

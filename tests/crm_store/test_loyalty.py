@@ -123,9 +123,13 @@ async def test_fifty_concurrent_redemptions_against_a_balance_for_ten(crm, is_po
     c = await customer_with_points(crm, 1000)
     reward = await crm.loyalty.create_reward(name="Sample pack", cost=100)
     balances: list[int] = []
+    done = asyncio.Event()
 
     async def watch() -> None:  # reads the balance while the redemptions run
-        while True:
+        # Stopped by an event, not cancelled mid-query: a query cancelled twice (here, and again by the loop's
+        # teardown) leaves SQLAlchemy's graceful aiosqlite close waiting forever on a worker thread that its
+        # forced close has already stopped.
+        while not done.is_set():
             async with crm.db.sessionmaker() as s:
                 balances.append(int(await s.scalar(
                     select(m.LoyaltyAccount.balance).where(m.LoyaltyAccount.customer_id == c.id)
@@ -137,7 +141,8 @@ async def test_fifty_concurrent_redemptions_against_a_balance_for_ten(crm, is_po
         *[crm.loyalty.redeem(customer_id=c.id, reward_id=reward.id, idempotency_key=f"k{i}") for i in range(50)],
         return_exceptions=True,
     )
-    watcher.cancel()
+    done.set()
+    await watcher
     succeeded = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, InsufficientPoints)]
     assert len(succeeded) == 10 and len(refused) == 40, [type(r) for r in results if isinstance(r, BaseException)]

@@ -42,6 +42,9 @@ def entities(component: object, text: str, language: str = "en") -> list[tuple[s
         ("refund £12.50 and $1,200 please", [("amount", {"amount": 12.5, "currency": "GBP"}, "£12.50"),
                                             ("amount", {"amount": 1200.0, "currency": "USD"}, "$1,200")]),
         ("退我50元", [("amount", {"amount": 50.0, "currency": "CNY"}, "50元")]),
+        # Chinese characters are word characters to Python's regex: they must not stick to an address or order.
+        ("邮箱是zhao.min@example.cn帮我绑定", [("email", "zhao.min@example.cn", "zhao.min@example.cn")]),
+        ("订单KT-1028的物流", [("order_id", "KT-1028", "KT-1028")]),
         ("it cost 30 euros", [("amount", {"amount": 30.0, "currency": "EUR"}, "30 euros")]),
         # Numbers that are not phone numbers, amounts or orders.
         ("I ordered 3 cups in 2024, on 2024-03-01, paid 12.50", []),
