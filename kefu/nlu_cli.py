@@ -29,9 +29,10 @@ ModelOption = Annotated[
 
 
 def default_model_dir() -> Path:
+    from nlu.service import model_dir
     from nlu.settings import NluSettings
 
-    return Path(NluSettings().model_dir or "var/nlu-model")
+    return model_dir(NluSettings())
 
 
 def _say(text: str) -> None:
@@ -171,10 +172,11 @@ def nlu_evaluate(
         return
     how = f"{cross_validation}-fold cross-validation" if cross_validation else "trained model"
     typer.echo(f"{out['examples']} examples ({how}): accuracy {out['accuracy']:.4f}, macro-F1 {out['macro_f1']:.4f}, "
-               f"fallback {out['fallback_rate']:.2%}")
+               f"fallback {out['fallback_rate']:.2%} (best intent before the fallback: "
+               f"{out['top_intent_accuracy']:.4f})")
     for language, part in out["by_language"].items():
         typer.echo(f"  {language}: {part['examples']} examples, accuracy {part['accuracy']:.4f}, "
-                   f"macro-F1 {part['macro_f1']:.4f}")
+                   f"macro-F1 {part['macro_f1']:.4f}, before the fallback {part['top_intent_accuracy']:.4f}")
     typer.echo(f"{'intent':<24} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
     for intent, row in out["per_intent"].items():
         typer.echo(f"{intent:<24} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} "

@@ -26,6 +26,7 @@ class Prediction:
     predicted: str  # nlu_fallback when the fallback fired
     confidence: float  # of the classifier's best intent, before the fallback
     language: str
+    top: str = ""  # the classifier's best intent, before the fallback
 
 
 def scores(predictions: Sequence[Prediction]) -> dict[str, Any]:
@@ -44,6 +45,8 @@ def scores(predictions: Sequence[Prediction]) -> dict[str, Any]:
         "examples": len(predictions),
         "accuracy": round(float(np.mean([g == p for g, p in zip(gold, predicted, strict=True)])), 4),
         "macro_f1": round(float(np.mean(f1)), 4),
+        # What the classifier alone gets right, before the fallback turns unsure answers into nlu_fallback.
+        "top_intent_accuracy": round(float(np.mean([p.gold == (p.top or p.predicted) for p in predictions])), 4),
         "fallback_rate": round(sum(p.predicted == "nlu_fallback" for p in predictions) / len(predictions), 4),
         "per_intent": {
             label: {"precision": round(float(pr), 4), "recall": round(float(rc), 4), "f1": round(float(f), 4),
@@ -65,9 +68,9 @@ class Report:
         by_language: dict[str, list[Prediction]] = defaultdict(list)
         for p in self.predictions:
             by_language[p.language].append(p)
+        headline = ("examples", "accuracy", "macro_f1", "fallback_rate", "top_intent_accuracy")
         out["by_language"] = {
-            lang: {k: v for k, v in scores(ps).items() if k in ("examples", "accuracy", "macro_f1", "fallback_rate")}
-            for lang, ps in sorted(by_language.items())
+            lang: {k: v for k, v in scores(ps).items() if k in headline} for lang, ps in sorted(by_language.items())
         }
         if self.folds:
             out["cross_validation_folds"] = self.folds
@@ -86,8 +89,9 @@ def predict(model: NluModel, examples: Sequence[Example]) -> list[Prediction]:
     out = []
     for example in examples:
         result = model.parse(example.text)
-        best = next((s.confidence for s in result.intent_ranking if s.name != "nlu_fallback"), 0.0)
-        out.append(Prediction(example.text, example.intent, result.intent.name, best, result.language))
+        top = next((s for s in result.intent_ranking if s.name != "nlu_fallback"), None)
+        out.append(Prediction(example.text, example.intent, result.intent.name, top.confidence if top else 0.0,
+                              result.language, top.name if top else ""))
     return out
 
 

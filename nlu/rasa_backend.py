@@ -31,8 +31,9 @@ class RasaBackend:
     def __repr__(self) -> str:
         return f"RasaBackend({self.url!r}, timeout_s={self.timeout_s})"
 
-    async def parse(self, text: str) -> ParseResult:
-        """Intent and entities of `text`; raises NluBackendError when the server fails."""
+    async def parse(self, text: str, *, encoding: object = None) -> ParseResult:
+        """Intent and entities of `text`; raises NluBackendError when the server fails. (`encoding`, the bot's
+        shared encoding of the message, is of no use to Rasa, which featurizes on its own.)"""
         if self._client is None:  # created on first use, so it belongs to the loop that uses it
             self._client = httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport)
         started = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -127,3 +128,15 @@ async def test_the_request_is_rasas_parse_call() -> None:
     assert [(r.method, str(r.url)) for r in seen] == [("POST", PARSE_URL)]
     assert seen[0].headers["content-type"] == "application/json"
     assert json.loads(seen[0].content) == {"text": "订单KT-1028到哪了"}
+
+
+def test_the_configured_backend_is_opened(tmp_path: Path) -> None:
+    """KEFU_NLU_BACKEND=rasa gives the Rasa client at KEFU_NLU_RASA_URL; kefu loads the model (or says it's missing)."""
+    from nlu.service import open_nlu
+    from nlu.settings import NluSettings
+
+    rasa = open_nlu(NluSettings(backend="rasa", rasa_url="http://127.0.0.1:5999/", rasa_timeout_s=2.5), encoders=None)
+    assert isinstance(rasa, RasaBackend) and rasa.parse_url == "http://127.0.0.1:5999/model/parse"
+    assert rasa.timeout_s == 2.5
+    with pytest.raises(NluError, match="no NLU model here"):
+        open_nlu(NluSettings(backend="kefu", model_dir=str(tmp_path / "none")), encoders=None)
