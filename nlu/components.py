@@ -163,6 +163,7 @@ class MLPIntentClassifier(Component):
         super().__init__(config, context)
         self.intents: list[str] = []
         self.params: dict[str, np.ndarray] = {}
+        self._folded: tuple[np.ndarray, np.ndarray] | None = None
 
     def train(self, data: TrainingData, messages: list[Message]) -> None:
         import torch
@@ -211,6 +212,7 @@ class MLPIntentClassifier(Component):
             if (epoch + 1) % max(1, epochs // 5) == 0:
                 self.context.progress(f"intent classifier: epoch {epoch + 1}/{epochs}, loss {total / len(x):.4f}")
         linear = [m for m in net if isinstance(m, torch.nn.Linear)]
+        self._folded = None
         self.params = {"mean": mean, "std": std}
         for i, layer in enumerate(linear):
             self.params[f"w{i}"] = layer.weight.detach().numpy().T.copy()
@@ -218,10 +220,18 @@ class MLPIntentClassifier(Component):
         for message in messages:
             self.process(message)
 
+    def _first_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """The first layer with the standardisation folded in: ((x - mean) / std) @ w + b == x @ w' + b'."""
+        if self._folded is None:
+            w, mean, std = self.params["w0"], self.params["mean"], self.params["std"]
+            self._folded = ((w / std[:, None]).astype(np.float32), (self.params["b0"] - (mean / std) @ w).astype(
+                np.float32))
+        return self._folded
+
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Softmax over the intents for a batch (rows) of features."""
-        h = (np.atleast_2d(features).astype(np.float32) - self.params["mean"]) / self.params["std"]
-        h = h @ self.params["w0"] + self.params["b0"]
+        w0, b0 = self._first_layer()
+        h = np.atleast_2d(features).astype(np.float32, copy=False) @ w0 + b0
         if "w1" in self.params:
             h = _gelu(h) @ self.params["w1"] + self.params["b1"]
         h = h - h.max(axis=1, keepdims=True)
@@ -242,6 +252,7 @@ class MLPIntentClassifier(Component):
     def load(self, directory: Path) -> None:
         with np.load(directory / "mlp.npz") as arrays:
             self.params = {k: arrays[k] for k in arrays.files}
+        self._folded = None
         self.intents = json.loads((directory / "intents.json").read_text(encoding="utf-8"))
 
 
