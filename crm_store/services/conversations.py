@@ -324,6 +324,12 @@ class ConversationService(Service):
             await uow.commit()
             return TicketView.of(ticket)
 
+    async def active_ticket(self, *, conversation_id: int) -> TicketView | None:
+        """The conversation's ticket that is not resolved or closed yet, if any (there is at most one)."""
+        async with self.uow() as uow:
+            ticket = await _active_ticket(uow.session, conversation_id)
+            return TicketView.of(ticket) if ticket is not None else None
+
     async def get_ticket(self, *, ticket_id: int) -> TicketView:
         async with self.uow() as uow:
             return TicketView.of(await _get_ticket(uow.session, ticket_id))

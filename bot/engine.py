@@ -1,0 +1,238 @@
+"""The dialogue engine: from a customer's message on any channel to the bot's replies and the CRM's records.
+
+Every message is stored first (idempotently: a redelivered update is answered once), encoded once for the NLU
+and the knowledge base, routed by intent, and every reply is stored with the intent, confidence and article
+that produced it. While an agent owns the conversation the bot stays silent: the message reaches the agent
+through the event bus (MessageReceived), and the agent's reply comes back the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bot.messages import Button, Incoming, Outcome, Reply
+from bot.state import MemoryStateStore, StateStore
+from bot.texts import LANGUAGES, language_from_code, text
+from crm_store.enums import ConversationStatus, HandoffReason, SenderType, TicketPriority
+from crm_store.errors import NotFound
+from knowledge_base.lang import detect_language
+from knowledge_base.records import SearchResult
+from knowledge_base.search import QueryEncoding
+from nlu.errors import NluError
+from nlu.result import FALLBACK_INTENT, ParseResult
+
+log = logging.getLogger(__name__)
+
+# The conversation belongs to the agents: the bot relays and keeps quiet.
+AGENT_SIDE = {ConversationStatus.PENDING, ConversationStatus.OPEN, ConversationStatus.SNOOZED}
+SMALL_TALK = {"greet", "thanks", "goodbye", "affirm", "deny"}
+# Intents whose flows come with their own issues (loyalty, courses, feedback): until then the KB may know.
+KB_INTENTS = {"ask_question", FALLBACK_INTENT}
+HANDOFF_COMMANDS = {"/human", "/agent", "/operator", "human", "人工", "转人工", "人工客服"}
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    fallbacks_before_handoff: int = 2  # no answer this many times in a row: a person takes over
+
+
+class DialogueEngine:
+    def __init__(
+        self, *, crm: Any, kb: Any, nlu: Any, state: StateStore | None = None,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.crm = crm
+        self.kb = kb  # knowledge_base.service.KnowledgeBase
+        self.nlu = nlu  # nlu.service.Nlu
+        self.state = state or MemoryStateStore()
+        self.settings = settings or EngineSettings()
+
+    async def handle(self, incoming: Incoming) -> Outcome:
+        started = time.perf_counter()
+        payload = {"button": incoming.payload} if incoming.payload else None
+        recorded = await self.crm.conversations.record_incoming(
+            channel=incoming.channel, external_id=incoming.external_id, text=incoming.text,
+            channel_message_id=incoming.message_id, payload=payload, display_name=incoming.display_name,
+            language=language_from_code(incoming.language_code),
+        )
+        conversation = recorded.conversation
+        key = f"{incoming.channel}:{incoming.external_id}"
+        state = await self.state.get(key)
+        language = state.get("language") or language_from_code(incoming.language_code)
+        if language is None and incoming.text.strip():
+            language = detect_language(incoming.text)
+        state["language"] = language = language or "en"
+        base = Outcome((), conversation.id, recorded.customer_id, language)
+        if recorded.duplicate:
+            return replace(base, duplicate=True)
+        if conversation.status in AGENT_SIDE:
+            await self.state.set(key, state)
+            return replace(base, relayed=True)
+        turn = _Turn(self, incoming, state, conversation.id, recorded.customer_id)
+        try:
+            replies = await turn.respond()
+        except NluError as exc:  # the NLU backend is down: the KB still answers
+            log.warning("NLU unavailable, searching the KB directly: %s", exc)
+            replies = await turn.answer_from_kb(None, None)
+        stored = [await self._record(conversation.id, r) for r in replies]
+        await self.state.set(key, turn.state)
+        return replace(base, replies=tuple(stored), language=turn.language,
+                       timings_ms={"total": (time.perf_counter() - started) * 1000})
+
+    async def _record(self, conversation_id: int, reply: Reply) -> Reply:
+        recorded = await self.crm.conversations.record_outgoing(
+            conversation_id=conversation_id, sender=SenderType.BOT, text=reply.text,
+            payload={"buttons": [{"label": b.label, "payload": b.payload} for b in reply.buttons],
+                     "decision": reply.decision},
+            intent=reply.intent, confidence=reply.confidence, kb_article_id=reply.article_id,
+        )
+        return replace(reply, message_id=recorded.message.id)
+
+
+class _Turn:
+    """One incoming message's handling: what the engine decides, with the chat's state."""
+
+    def __init__(self, engine: DialogueEngine, incoming: Incoming, state: dict[str, Any], conversation_id: int,
+                 customer_id: int) -> None:
+        self.engine = engine
+        self.incoming = incoming
+        self.state = state
+        self.conversation_id = conversation_id
+        self.customer_id = customer_id
+
+    @property
+    def language(self) -> str:
+        return str(self.state.get("language") or "en")
+
+    def t(self, key: str, **values: object) -> str:
+        return text(key, self.language, **values)
+
+    async def respond(self) -> list[Reply]:
+        if self.incoming.payload:
+            return await self.on_button(self.incoming.payload)
+        message = self.incoming.text.strip()
+        if not message:
+            return [Reply(self.t("unsupported"))]
+        command = message.split()[0].lower() if message.startswith("/") else None
+        if command is not None:
+            return await self.on_command(command.split("@")[0], message)
+        if message.lower() in HANDOFF_COMMANDS:
+            return await self.hand_off(HandoffReason.CUSTOMER_ASKED, message, intent="human_handoff")
+        encoding = await asyncio.to_thread(self.engine.kb.encode_query, message, with_features=True)
+        parsed: ParseResult = await self.engine.nlu.parse(message, encoding=encoding)
+        intent = parsed.intent.name
+        if intent == "human_handoff":
+            return await self.hand_off(HandoffReason.CUSTOMER_ASKED, message, intent=intent)
+        if intent == "complaint":
+            replies = await self.hand_off(HandoffReason.COMPLAINT, message, intent=intent)
+            return [replace(replies[0], text=self.t("complaint") + replies[0].text)]
+        if intent == "change_language":
+            wanted = next((v for v in parsed.entity_values("language") if v in LANGUAGES), None)
+            return self.set_language(wanted or ("en" if self.language == "zh" else "zh"), intent)
+        if intent == "unsubscribe":
+            return await self.stop(intent)
+        if intent in SMALL_TALK:
+            self.state["fallbacks"] = 0
+            return [Reply(self.t(intent), decision="flow", intent=intent, confidence=parsed.intent.confidence)]
+        return await self.answer_from_kb(encoding, parsed)
+
+    async def answer_from_kb(self, encoding: QueryEncoding | None, parsed: ParseResult | None) -> list[Reply]:
+        message = self.incoming.text.strip()
+        result: SearchResult = await asyncio.to_thread(self.engine.kb.search, message, encoding=encoding)
+        intent = parsed.intent.name if parsed else None
+        confidence = parsed.intent.confidence if parsed else None
+        if result.decision == "answer" and result.best is not None:
+            self.state["fallbacks"] = 0
+            hit = result.best
+            return [self.article_reply(hit.article_id, hit.question, hit.answer, hit.external_id, intent=intent,
+                                       confidence=hit.confidence)]
+        if result.decision == "suggest" and result.suggestions:
+            self.state["fallbacks"] = 0
+            buttons = tuple(Button(h.question, f"kb:{h.article_id}") for h in result.suggestions)
+            return [Reply(self.t("suggest"), (*buttons, Button(self.t("none_of_these"), "kb:none")),
+                          decision="suggest", intent=intent, confidence=result.suggestions[0].confidence)]
+        if intent == "out_of_scope" and (parsed is not None):
+            # Off-topic is not a failure to understand: it does not count towards a handoff.
+            return [Reply(self.t("out_of_scope"), decision="no_answer", intent=intent, confidence=confidence)]
+        return await self.fallback(intent, confidence)
+
+    async def fallback(self, intent: str | None, confidence: float | None) -> list[Reply]:
+        self.state["fallbacks"] = int(self.state.get("fallbacks", 0)) + 1
+        if self.state["fallbacks"] >= self.engine.settings.fallbacks_before_handoff:
+            return await self.hand_off(HandoffReason.NO_ANSWER, self.incoming.text, intent=intent)
+        return [Reply(self.t("no_answer"), (Button(self.t("talk_to_human"), "human:yes"),
+                                            Button(self.t("no_thanks"), "human:no")),
+                      decision="no_answer", intent=intent, confidence=confidence)]
+
+    async def on_button(self, payload: str) -> list[Reply]:
+        kind, _, rest = payload.partition(":")
+        if kind == "fb":  # "Was this helpful?": the press itself is stored with the incoming message
+            if rest.startswith("down"):
+                return [Reply(self.t("feedback_sorry"), (Button(self.t("talk_to_human"), "human:yes"),
+                                                         Button(self.t("no_thanks"), "human:no")))]
+            return [Reply(self.t("feedback_thanks"))]
+        if kind == "kb":
+            if rest == "none":
+                return await self.fallback(None, None)
+            return await self.show_article(rest)
+        if kind == "human":
+            if rest == "yes":
+                return await self.hand_off(HandoffReason.CUSTOMER_ASKED, "", intent="human_handoff")
+            self.state["fallbacks"] = 0
+            return [Reply(self.t("rephrase"))]
+        if kind == "lang" and rest in LANGUAGES:
+            return self.set_language(rest, None)
+        return [Reply(self.t("help"))]  # a stale or unknown button: say what the bot can do
+
+    async def show_article(self, raw_id: str) -> list[Reply]:
+        try:
+            article = await self.engine.crm.knowledge.get(article_id=int(raw_id))
+        except (ValueError, NotFound):  # a stale button (a deleted article) must not crash the chat
+            return await self.fallback(None, None)
+        self.state["fallbacks"] = 0
+        return [self.article_reply(article.id, article.question, article.answer, article.external_id)]
+
+    def article_reply(self, article_id: int, question: str, answer: str, external_id: str | None, *,
+                      intent: str | None = None, confidence: float | None = None) -> Reply:
+        """The answer, its source, and "Was this helpful?" buttons."""
+        body = f"{answer}\n\n{self.t('answer_source', question=question)}\n\n{self.t('helpful')}"
+        buttons = (Button(self.t("yes"), f"fb:up:{article_id}"), Button(self.t("no"), f"fb:down:{article_id}"))
+        return Reply(body, buttons, decision="answer", intent=intent, confidence=confidence, article_id=article_id,
+                     article_external_id=external_id)
+
+    async def on_command(self, command: str, message: str) -> list[Reply]:
+        if command == "/start":
+            name = f", {self.incoming.display_name}" if self.incoming.display_name else ""
+            return [Reply(self.t("welcome", name=name), (Button("English", "lang:en"), Button("中文", "lang:zh")))]
+        if command == "/help":
+            return [Reply(self.t("help"))]
+        if command in ("/human", "/agent"):
+            return await self.hand_off(HandoffReason.CUSTOMER_ASKED, message, intent="human_handoff")
+        if command == "/language":
+            return [Reply(self.t("help").splitlines()[0], (Button("English", "lang:en"), Button("中文", "lang:zh")))]
+        if command == "/stop":
+            return await self.stop(None)
+        return [Reply(self.t("help"))]
+
+    def set_language(self, language: str, intent: str | None) -> list[Reply]:
+        self.state["language"] = language
+        return [Reply(self.t("language_set"), intent=intent)]
+
+    async def stop(self, intent: str | None) -> list[Reply]:
+        await self.engine.crm.customers.set_consent(customer_id=self.customer_id, consent=False)
+        return [Reply(self.t("stopped"), intent=intent)]
+
+    async def hand_off(self, reason: HandoffReason, message: str, *, intent: str | None) -> list[Reply]:
+        self.state["fallbacks"] = 0
+        priority = TicketPriority.HIGH if reason == HandoffReason.COMPLAINT else TicketPriority.NORMAL
+        ticket = await self.engine.crm.conversations.hand_off(
+            conversation_id=self.conversation_id, reason=reason, subject=message.strip()[:300] or str(reason),
+            priority=priority,
+        )
+        minutes = int(self.engine.crm.settings.sla_target(priority).total_seconds() // 60)
+        wait = self.t("handoff_wait", minutes=minutes) if minutes <= 240 else ""
+        return [Reply(self.t("handoff", ticket=ticket.id, wait=wait), decision="handoff", intent=intent)]

@@ -1,0 +1,60 @@
+"""What goes in and out of the dialogue engine, whatever the channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Decision = Literal["answer", "suggest", "no_answer", "handoff", "flow", "relay"]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A customer's message or button press on a channel."""
+
+    channel: str  # crm_store.enums.Channel value: telegram, webchat
+    external_id: str  # the chat / visitor id on that channel
+    text: str = ""
+    payload: str | None = None  # a pressed button's payload (callback data)
+    message_id: str | None = None  # the channel's own id (Telegram: update id), makes redelivery idempotent
+    display_name: str = ""
+    language_code: str | None = None  # the channel's hint (Telegram's user.language_code)
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One bot message, and what produced it."""
+
+    text: str
+    buttons: tuple[Button, ...] = ()
+    decision: Decision = "flow"
+    intent: str | None = None
+    confidence: float | None = None
+    article_id: int | None = None
+    article_external_id: str | None = None
+    message_id: int | None = None  # the CRM store's id once recorded
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text, "buttons": [{"label": b.label, "payload": b.payload} for b in self.buttons],
+            "decision": self.decision, "intent": self.intent, "confidence": self.confidence,
+            "article_id": self.article_id, "article_external_id": self.article_external_id,
+            "message_id": self.message_id,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    replies: tuple[Reply, ...]
+    conversation_id: int
+    customer_id: int
+    language: str
+    duplicate: bool = False  # the channel redelivered a message already handled: nothing is answered again
+    relayed: bool = False  # an agent owns the conversation: the message went to them, the bot stays silent
+    timings_ms: dict[str, float] = field(default_factory=dict, compare=False)

@@ -1,0 +1,85 @@
+"""Every customer-facing text of the bot, in English and Chinese."""
+
+from __future__ import annotations
+
+LANGUAGES = ("en", "zh")
+
+TEXTS: dict[str, dict[str, str]] = {
+    "welcome": {
+        "en": "Hello{name}! I'm the Kefu Tea & Co. assistant. Ask me anything about orders, delivery, returns or "
+              "tea, check your loyalty points, or type /human to talk to a person.",
+        "zh": "您好{name}！我是 Kefu Tea & Co. 的智能客服。您可以问我订单、配送、退换货和茶叶的问题，查询会员积分，"
+              "或输入 /human 联系人工客服。",
+    },
+    "help": {
+        "en": "You can ask me a question in your own words.\n/human: talk to a person\n/language: 中文 / English\n"
+              "/stop: no more surveys or offers",
+        "zh": "直接用您自己的话提问就可以。\n/human：联系人工客服\n/language：English / 中文\n"
+              "/stop：不再接收问卷和推广",
+    },
+    "greet": {"en": "Hello! How can I help you today?", "zh": "您好！请问有什么可以帮您？"},
+    "thanks": {"en": "You're welcome! Anything else I can do for you?", "zh": "不客气！还有什么可以帮您的吗？"},
+    "goodbye": {"en": "Goodbye, and enjoy your tea!", "zh": "再见，祝您品茶愉快！"},
+    "affirm": {"en": "Great! What else can I help with?", "zh": "好的！还有什么可以帮您？"},
+    "deny": {"en": "All right. Just ask whenever you need me.", "zh": "好的，有需要随时找我。"},
+    "answer_source": {"en": "Source: {question}", "zh": "来源：{question}"},
+    "helpful": {"en": "Was this helpful?", "zh": "这个回答有帮助吗？"},
+    "yes": {"en": "👍 Yes", "zh": "👍 有帮助"},
+    "no": {"en": "👎 No", "zh": "👎 没帮助"},
+    "feedback_thanks": {"en": "Thanks for telling me!", "zh": "感谢您的反馈！"},
+    "feedback_sorry": {
+        "en": "Sorry about that. Would you like to talk to a person?",
+        "zh": "抱歉没能帮到您。需要转人工客服吗？",
+    },
+    "suggest": {"en": "I'm not sure I understood. Did you mean:", "zh": "我不太确定您的意思，您是想问："},
+    "none_of_these": {"en": "None of these", "zh": "都不是"},
+    "no_answer": {
+        "en": "Sorry, I don't have an answer to that. Would you like to talk to a person?",
+        "zh": "抱歉，这个问题我暂时无法回答。需要为您转接人工客服吗？",
+    },
+    "talk_to_human": {"en": "Talk to a person", "zh": "转人工客服"},
+    "no_thanks": {"en": "No, thanks", "zh": "不用了"},
+    "rephrase": {"en": "OK. Try asking in other words and I'll look again.", "zh": "好的，您可以换个说法再问我一次。"},
+    "handoff": {
+        "en": "I've passed your conversation to our team (ticket #{ticket}). A person will reply here as soon as "
+              "possible{wait}; you don't need to do anything else.",
+        "zh": "已为您转接人工客服（工单 #{ticket}）。客服人员会尽快在这里回复您{wait}，您无需其他操作。",
+    },
+    "handoff_wait": {"en": ", usually within {minutes} minutes", "zh": "，通常在 {minutes} 分钟内"},
+    "complaint": {
+        "en": "I'm sorry to hear that. ",
+        "zh": "非常抱歉给您带来不好的体验。",
+    },
+    "out_of_scope": {
+        "en": "I can only help with Kefu Tea & Co. orders, delivery, loyalty and tea. Is there something about "
+              "those I can do for you?",
+        "zh": "我只能解答 Kefu Tea & Co. 的订单、配送、会员和茶叶相关问题。有这方面的问题吗？",
+    },
+    "language_set": {"en": "I'll speak English from now on.", "zh": "好的，接下来我会用中文和您交流。"},
+    "stopped": {
+        "en": "Done: you won't receive surveys or offers any more. You can still ask me anything.",
+        "zh": "已为您退订：您将不再收到问卷和推广消息。您仍然可以随时向我提问。",
+    },
+    "not_yet": {
+        "en": "I can't do that here yet. Would you like to talk to a person?",
+        "zh": "这个功能暂时还不能在这里办理。需要转人工客服吗？",
+    },
+    "unsupported": {
+        "en": "I can only read text messages. Please type your question.",
+        "zh": "我目前只能识别文字消息，请直接输入您的问题。",
+    },
+}
+
+
+def text(key: str, language: str, **values: object) -> str:
+    """The text `key` in `language` (English when that language has none), with `values` filled in."""
+    variants = TEXTS[key]
+    return variants.get(language, variants["en"]).format(**values)
+
+
+def language_from_code(code: str | None) -> str | None:
+    """Telegram's language_code ("zh-hans", "en-GB", ...) as one of Kefu's languages, or None."""
+    if not code:
+        return None
+    base = code.lower().replace("_", "-").split("-")[0]
+    return base if base in LANGUAGES else None
