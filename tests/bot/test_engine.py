@@ -13,22 +13,13 @@ from crm_store.enums import ConversationStatus, SenderType
 from kefu.runtime import open_knowledge_base
 from kefu.sample_kb import load_sample_kb
 from knowledge_base.service import Encoders
-from knowledge_base.settings import KbSettings
-from nlu.pipeline import DEFAULT_DATA, NluModel
+from nlu.pipeline import NluModel
 from nlu.service import LocalNlu
-from nlu.training_data import load_training_data
 
 
 @pytest.fixture(scope="module")
-def encoders() -> Encoders:
-    return Encoders(KbSettings())
-
-
-@pytest.fixture(scope="module")
-def nlu_model(tmp_path_factory: pytest.TempPathFactory, encoders: Encoders) -> NluModel:
-    model = NluModel.train(load_training_data(DEFAULT_DATA), encoders=encoders)
-    path: Path = model.persist(tmp_path_factory.mktemp("nlu") / "model")
-    return NluModel.load(path, encoders=encoders)
+def nlu_model(nlu_model_dir: Path, encoders: Encoders) -> NluModel:
+    return NluModel.load(nlu_model_dir, encoders=encoders)  # tests/conftest.py: trained once per session
 
 
 @pytest.fixture

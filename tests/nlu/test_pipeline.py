@@ -15,9 +15,8 @@ import pytest
 from knowledge_base.service import Encoders, KnowledgeBase, MemoryArticleStore
 from knowledge_base.settings import KbSettings
 from nlu.errors import NluError
-from nlu.pipeline import DEFAULT_DATA, NluModel
+from nlu.pipeline import NluModel
 from nlu.result import FALLBACK_INTENT
-from nlu.training_data import load_training_data
 from tests.nlu.kefu_phrases import EN_ENTITY_PHRASES, EN_PHRASES, ZH_ENTITY_PHRASES, ZH_PHRASES
 
 # Held-out phrases the model must get right, per language (a few fair misses are allowed: the bot asks back).
@@ -25,14 +24,8 @@ MIN_ACCURACY = 0.85
 
 
 @pytest.fixture(scope="module")
-def encoders() -> Encoders:
-    return Encoders(KbSettings())
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, encoders: Encoders) -> Path:
-    model = NluModel.train(load_training_data(DEFAULT_DATA), encoders=encoders)
-    return model.persist(tmp_path_factory.mktemp("nlu") / "model")
+def model_dir(nlu_model_dir: Path) -> Path:
+    return nlu_model_dir  # tests/conftest.py: trained once per session
 
 
 @pytest.fixture(scope="module")
