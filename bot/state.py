@@ -41,3 +41,24 @@ class RedisStateStore:
 
     async def set(self, key: str, state: dict[str, Any]) -> None:
         await self.redis.set(self.prefix + key, json.dumps(state), ex=self.ttl_s)
+
+
+class AiogramStateStore:
+    """The chat state in an aiogram FSM storage (MemoryStorage in the demo, RedisStorage in production), the
+    same storage the Telegram dispatcher is given, so one place holds every chat's state whatever the channel."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage  # aiogram.fsm.storage.base.BaseStorage
+
+    @staticmethod
+    def _key(key: str) -> Any:
+        from aiogram.fsm.storage.base import StorageKey
+
+        # Kefu's chat key ("telegram:123", "webchat:v-1") in both id fields: unique per channel and chat.
+        return StorageKey(bot_id=0, chat_id=key, user_id=key, destiny="kefu")  # type: ignore[arg-type]
+
+    async def get(self, key: str) -> dict[str, Any]:
+        return dict(await self.storage.get_data(self._key(key)))
+
+    async def set(self, key: str, state: dict[str, Any]) -> None:
+        await self.storage.set_data(self._key(key), state)

@@ -64,6 +64,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "I can't do that here yet. Would you like to talk to a person?",
         "zh": "这个功能暂时还不能在这里办理。需要转人工客服吗？",
     },
+    "unavailable": {
+        "en": "Sorry, I'm having trouble right now. Please try again in a moment.",
+        "zh": "抱歉，系统暂时出了点问题，请稍后再试。",
+    },
     "unsupported": {
         "en": "I can only read text messages. Please type your question.",
         "zh": "我目前只能识别文字消息，请直接输入您的问题。",

@@ -10,14 +10,33 @@ import fakeredis.aioredis
 import pytest
 import redis.asyncio as aioredis
 
-from bot.state import MemoryStateStore, RedisStateStore, StateStore
+from bot.state import AiogramStateStore, MemoryStateStore, RedisStateStore, StateStore
 from tests.conftest import REDIS_URL
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "aiogram-memory", "aiogram-redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
     if request.param == "memory":
         yield MemoryStateStore()
+        return
+    if request.param == "aiogram-memory":
+        from aiogram.fsm.storage.memory import MemoryStorage
+
+        yield AiogramStateStore(MemoryStorage())
+        return
+    if request.param == "aiogram-redis":
+        from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+
+        client = aioredis.from_url(REDIS_URL) if REDIS_URL else fakeredis.aioredis.FakeRedis()
+        prefix = f"kefu-test-fsm-{uuid.uuid4().hex}"
+        storage = RedisStorage(client, key_builder=DefaultKeyBuilder(prefix=prefix, with_destiny=True))
+        try:
+            yield AiogramStateStore(storage)
+            keys = [k async for k in client.scan_iter(f"{prefix}*")]
+            assert len(keys) == 2
+            await client.delete(*keys)
+        finally:
+            await storage.close()
         return
     client: aioredis.Redis = aioredis.from_url(REDIS_URL) if REDIS_URL else fakeredis.aioredis.FakeRedis()
     prefix = f"kefu-test:{uuid.uuid4().hex}:"
