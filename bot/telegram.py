@@ -25,6 +25,9 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
 )
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from bot.engine import DialogueEngine
 from bot.messages import Incoming, Reply
@@ -201,13 +204,9 @@ class TelegramChannel:
             message_id=event.message_id, status=DeliveryStatus.SENT, channel_message_id=str(sent.message_id))
 
 
-def telegram_webhook_router(channel: TelegramChannel, path: str = "/telegram/webhook") -> Any:
+def telegram_webhook_router(channel: TelegramChannel, path: str = "/telegram/webhook") -> APIRouter:
     """FastAPI route for Telegram's webhook: Telegram's secret-token header checked, the update handled before
     the answer (a non-2xx answer makes Telegram deliver it again)."""
-    from fastapi import APIRouter, Request
-    from fastapi.responses import JSONResponse
-    from pydantic import ValidationError
-
     router = APIRouter()
 
     @router.post(path)
