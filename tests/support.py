@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from crm_store.bus import Handler
 from crm_store.events import DomainEvent
 
@@ -62,3 +67,30 @@ async def table_names(url: str) -> set[str]:
             return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Run an ASGI app on a real uvicorn server on 127.0.0.1 (a free port); yields its base URL."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Accepted connections inherit it: without, every response waits ~40 ms for a delayed ACK (Nagle), as
+    # uvicorn does not set it on sockets it is handed.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(400):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    if not server.started:
+        raise RuntimeError("the test server did not start")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=15)

@@ -4,12 +4,10 @@ server on 127.0.0.1, on the real dialogue engine, CRM store and event bus."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from bot.telegram import ChatThrottle, TelegramChannel, telegram_webhook_router
@@ -159,17 +157,8 @@ async def test_webhook_with_the_secret_token(stack: Stack) -> None:
         channel = TelegramChannel(tg.bot(), stack.engine, webhook_secret="s3cret-token")
         app = FastAPI()
         app.include_router(telegram_webhook_router(channel))
-        sock = socket.socket()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/telegram/webhook"
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        try:
+        async with support.serving(app) as base:
+            url = f"{base}/telegram/webhook"
             update = tg.user_message(106, "how long does shipping take?")
             assert await tg.post_webhook(url, update, secret_token="wrong") == 401
             assert tg.messages_to(106) == []
@@ -180,6 +169,3 @@ async def test_webhook_with_the_secret_token(stack: Stack) -> None:
             assert await tg.post_webhook(url, update, secret_token="s3cret-token") == 200
             await asyncio.sleep(0.5)
             assert len(tg.messages_to(106)) == 1
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=15)

@@ -6,26 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from bot.engine import DialogueEngine
 from bot.webchat import WebchatHub, create_webchat_app
-from crm_store.bus import build_event_bus
 from crm_store.crm import CRM
 from crm_store.enums import ConversationStatus, SenderType
-from kefu.runtime import open_knowledge_base
-from kefu.sample_kb import load_sample_kb
-from nlu.pipeline import NluModel
-from nlu.service import LocalNlu
 from tests import support
+from tests.bot.conftest import Stack
 
 
 class Served:
@@ -35,40 +26,12 @@ class Served:
 
 
 @pytest.fixture
-async def served(db, settings, encoders, nlu_model_dir: Path) -> AsyncIterator[Served]:  # type: ignore[no-untyped-def]
-    stream = f"kefu-test:webchat:{uuid.uuid4().hex}"
-    bus = build_event_bus(settings.redis_url, stream=stream)
-    crm = CRM(db=db, events=bus, settings=settings)
-    await load_sample_kb(crm)
-    kb = await open_knowledge_base(crm, follow_changes=False, encoders=encoders)
-    engine = DialogueEngine(crm=crm, kb=kb, nlu=LocalNlu(NluModel.load(nlu_model_dir, encoders=encoders)))
+async def served(stack: Stack) -> AsyncIterator[Served]:
     hub = WebchatHub()
-    hub.attach(bus)
-    await bus.start()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # Accepted connections inherit it: without, every response waits ~40 ms for a delayed ACK (Nagle), as
-    # uvicorn does not set it on sockets it is handed.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_webchat_app(engine, hub), log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.05)
-    try:
-        yield Served(f"http://127.0.0.1:{port}", crm)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=15)
-        await bus.close()
-        if settings.redis_url:
-            import redis.asyncio as aioredis
-
-            client = aioredis.from_url(settings.redis_url)
-            await client.delete(stream)
-            await client.aclose()
+    hub.attach(stack.bus)
+    await stack.bus.start()
+    async with support.serving(create_webchat_app(stack.engine, hub)) as url:
+        yield Served(url, stack.crm)
 
 
 async def post(served: Served, **body: Any) -> httpx.Response:
