@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bot import loyalty
 from bot.messages import Button, Incoming, Outcome, Reply
 from bot.state import MemoryStateStore, StateStore
 from bot.texts import LANGUAGES, language_from_code, text
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 # The conversation belongs to the agents: the bot relays and keeps quiet.
 AGENT_SIDE = {ConversationStatus.PENDING, ConversationStatus.OPEN, ConversationStatus.SNOOZED}
 SMALL_TALK = {"greet", "thanks", "goodbye", "affirm", "deny"}
-# Intents whose flows come with their own issues (loyalty, courses, feedback): until then the KB may know.
+# Intents whose flows are still to come (courses, feedback): until then the KB may know.
 KB_INTENTS = {"ask_question", FALLBACK_INTENT}
 HANDOFF_COMMANDS = {"/human", "/agent", "/operator", "human", "人工", "转人工", "人工客服"}
 
@@ -80,7 +81,7 @@ class DialogueEngine:
             replies = await turn.answer_from_kb(None, None)
         stored = [await self._record(conversation.id, r) for r in replies]
         await self.state.set(key, turn.state)
-        return replace(base, replies=tuple(stored), language=turn.language,
+        return replace(base, replies=tuple(stored), language=turn.language, customer_id=turn.customer_id,
                        timings_ms={"total": (time.perf_counter() - started) * 1000})
 
     async def _record(self, conversation_id: int, reply: Reply) -> Reply:
@@ -135,6 +136,10 @@ class _Turn:
             return self.set_language(wanted or ("en" if self.language == "zh" else "zh"), intent)
         if intent == "unsubscribe":
             return await self.stop(intent)
+        if intent in loyalty.LOYALTY_INTENTS:
+            self.state["fallbacks"] = 0
+            entities = {e.entity: parsed.entity_values(e.entity) for e in parsed.entities}
+            return await loyalty.on_intent(self, intent, entities)
         if intent in SMALL_TALK:
             self.state["fallbacks"] = 0
             return [Reply(self.t(intent), decision="flow", intent=intent, confidence=parsed.intent.confidence)]
@@ -184,6 +189,8 @@ class _Turn:
                 return await self.hand_off(HandoffReason.CUSTOMER_ASKED, "", intent="human_handoff")
             self.state["fallbacks"] = 0
             return [Reply(self.t("rephrase"))]
+        if kind in ("contact", "redeem", "confirm", "cancel"):
+            return await loyalty.on_button(self, kind, rest)
         if kind == "lang" and rest in LANGUAGES:
             return self.set_language(rest, None)
         return [Reply(self.t("help"))]  # a stale or unknown button: say what the bot can do

@@ -39,6 +39,8 @@ class Reply:
     article_id: int | None = None
     article_external_id: str | None = None
     message_id: int | None = None  # the CRM store's id once recorded
+    request_contact: str | None = None  # Telegram: a "share my phone number" keyboard button with this label
+    remove_keyboard: bool = False  # Telegram: take that keyboard away again
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,7 +23,10 @@ from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    KeyboardButton,
     Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
 )
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -71,7 +74,12 @@ class ChatThrottle:
         return False, warn
 
 
-def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
+    if reply.request_contact:
+        return ReplyKeyboardMarkup(keyboard=[[KeyboardButton(text=reply.request_contact, request_contact=True)]],
+                                   resize_keyboard=True, one_time_keyboard=True)
+    if reply.remove_keyboard:
+        return ReplyKeyboardRemove()
     if not reply.buttons:
         return None
     rows = [[InlineKeyboardButton(text=b.label[:64], callback_data=b.payload.encode()[:CALLBACK_DATA_MAX].decode(
