@@ -24,16 +24,15 @@ from knowledge_base.lang import detect_language
 from knowledge_base.records import SearchResult
 from knowledge_base.search import QueryEncoding
 from nlu.errors import NluError
-from nlu.result import FALLBACK_INTENT, ParseResult
+from nlu.result import ParseResult
 
 log = logging.getLogger(__name__)
 
 # The conversation belongs to the agents: the bot relays and keeps quiet.
 AGENT_SIDE = {ConversationStatus.PENDING, ConversationStatus.OPEN, ConversationStatus.SNOOZED}
 SMALL_TALK = {"greet", "thanks", "goodbye", "affirm", "deny"}
-# Intents whose flows are still to come (courses, feedback): until then the KB may know.
-KB_INTENTS = {"ask_question", FALLBACK_INTENT}
-HANDOFF_COMMANDS = {"/human", "/agent", "/operator", "human", "人工", "转人工", "人工客服"}
+# Plain words that mean "a person, please" (the /human command is handled with the other commands).
+HANDOFF_WORDS = {"human", "人工", "转人工", "人工客服"}
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ class _Turn:
         command = message.split()[0].lower() if message.startswith("/") else None
         if command is not None:
             return await self.on_command(command.split("@")[0], message)
-        if message.lower() in HANDOFF_COMMANDS:
+        if message.lower() in HANDOFF_WORDS:
             return await self.hand_off(HandoffReason.CUSTOMER_ASKED, message, intent="human_handoff")
         encoding = await asyncio.to_thread(self.engine.kb.encode_query, message, with_features=True)
         parsed: ParseResult = await self.engine.nlu.parse(message, encoding=encoding)
@@ -160,7 +159,7 @@ class _Turn:
             buttons = tuple(Button(h.question, f"kb:{h.article_id}") for h in result.suggestions)
             return [Reply(self.t("suggest"), (*buttons, Button(self.t("none_of_these"), "kb:none")),
                           decision="suggest", intent=intent, confidence=result.suggestions[0].confidence)]
-        if intent == "out_of_scope" and (parsed is not None):
+        if intent == "out_of_scope":
             # Off-topic is not a failure to understand: it does not count towards a handoff.
             return [Reply(self.t("out_of_scope"), decision="no_answer", intent=intent, confidence=confidence)]
         return await self.fallback(intent, confidence)
@@ -220,7 +219,7 @@ class _Turn:
         if command in ("/human", "/agent"):
             return await self.hand_off(HandoffReason.CUSTOMER_ASKED, message, intent="human_handoff")
         if command == "/language":
-            return [Reply(self.t("help").splitlines()[0], (Button("English", "lang:en"), Button("中文", "lang:zh")))]
+            return [Reply(self.t("choose_language"), (Button("English", "lang:en"), Button("中文", "lang:zh")))]
         if command == "/stop":
             return await self.stop(None)
         return [Reply(self.t("help"))]

@@ -11,7 +11,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from bot.messages import Button, Reply
-from crm_store.errors import DomainError, InsufficientPoints, NotFound, OutOfStock, RewardUnavailable
+from crm_store.errors import DomainError, InsufficientPoints
 
 if TYPE_CHECKING:
     from bot.engine import _Turn
@@ -113,9 +113,7 @@ async def on_button(turn: _Turn, kind: str, rest: str) -> list[Reply]:
                                               idempotency_key=key)
         except InsufficientPoints:
             return [Reply(turn.t("insufficient"))]
-        except (OutOfStock, RewardUnavailable, NotFound, ValueError):
-            return [Reply(turn.t("reward_unknown"))]
-        except DomainError:
+        except (DomainError, ValueError):  # unknown, out of stock, not for this tier, a malformed button
             return [Reply(turn.t("reward_unknown"))]
         if redemption.duplicate:
             return [Reply(turn.t("already_redeemed", balance=redemption.balance_after))]
@@ -128,7 +126,7 @@ async def link_by_phone(turn: _Turn, phone: str) -> list[Reply]:
         return [Reply(turn.t("link_own_contact"), request_contact=turn.t("share_phone"))]
     crm = turn.engine.crm
     customer = await crm.customers.find_by_contact(phone=phone)
-    if customer is None or (customer.id == turn.customer_id and not customer.phone):
+    if customer is None:
         return [Reply(turn.t("link_not_found"), (Button(turn.t("talk_to_human"), "human:yes"),))]
     await crm.customers.link_identity(channel=turn.incoming.channel, external_id=turn.incoming.external_id,
                                       customer_id=customer.id)

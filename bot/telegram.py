@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from bot.engine import DialogueEngine
 from bot.messages import Incoming, Reply
-from bot.texts import text
+from bot.texts import language_from_code, text
 from crm_store.enums import DeliveryStatus
 from crm_store.events import AgentReplied, DomainEvent
 
@@ -144,12 +144,12 @@ class TelegramChannel:
     async def on_message(self, message: Message) -> None:
         chat_id = message.chat.id
         allowed, warn = self.throttle.allow(chat_id)
-        if not allowed:
-            if warn:
-                await self._send_text(chat_id, "⏳ …")
-            return
         user = message.from_user
         language_code = user.language_code if user else None
+        if not allowed:
+            if warn:
+                await self._send_text(chat_id, text("slow_down", language_from_code(language_code) or "en"))
+            return
         if message.text is not None:
             body, payload = message.text, None
         elif message.contact is not None:

@@ -55,6 +55,11 @@ TEXTS: dict[str, dict[str, str]] = {
               "those I can do for you?",
         "zh": "我只能解答 Kefu Tea & Co. 的订单、配送、会员和茶叶相关问题。有这方面的问题吗？",
     },
+    "choose_language": {"en": "Which language would you like?", "zh": "请选择语言："},
+    "slow_down": {
+        "en": "⏳ You're sending messages very fast; I'll answer again in a few seconds.",
+        "zh": "⏳ 您发送得太快了，请稍等几秒再发。",
+    },
     "language_set": {"en": "I'll speak English from now on.", "zh": "好的，接下来我会用中文和您交流。"},
     "stopped": {
         "en": "Done: you won't receive surveys or offers any more. You can still ask me anything.",

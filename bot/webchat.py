@@ -12,6 +12,7 @@ consumer group (each must see every event, since any of them may hold the visito
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from bot.engine import DialogueEngine
 from bot.messages import Incoming
+from bot.texts import text
 from crm_store.events import AgentReplied, DomainEvent
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,11 @@ class WebchatHub:
         return len(self._pages.get(visitor_id, ()))
 
 
+@functools.cache
+def _page() -> str:
+    return PAGE.read_text(encoding="utf-8")
+
+
 def webchat_router(engine: DialogueEngine, hub: WebchatHub) -> APIRouter:
     router = APIRouter()
 
@@ -93,7 +100,7 @@ def webchat_router(engine: DialogueEngine, hub: WebchatHub) -> APIRouter:
             outcome = await engine.handle(incoming)
         except Exception:
             log.exception("web chat: the engine failed on a message from %s", message.visitor_id)
-            return JSONResponse({"error": "The assistant is unavailable right now. Please try again in a moment."},
+            return JSONResponse({"error": f"{text('unavailable', 'en')} / {text('unavailable', 'zh')}"},
                                 status_code=503)
         return JSONResponse({
             "conversation_id": outcome.conversation_id, "language": outcome.language,
@@ -119,7 +126,7 @@ def webchat_router(engine: DialogueEngine, hub: WebchatHub) -> APIRouter:
 
     @router.get("/webchat", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
-        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+        return HTMLResponse(_page())
 
     return router
 
