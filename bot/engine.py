@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot import loyalty
+from bot import courses, linking, loyalty, surveys
 from bot.messages import Button, Incoming, Outcome, Reply
 from bot.state import MemoryStateStore, StateStore
 from bot.texts import LANGUAGES, language_from_code, text
@@ -51,6 +51,18 @@ class DialogueEngine:
         self.state = state or MemoryStateStore()
         self.settings = settings or EngineSettings()
 
+    def attach(self, bus: Any) -> None:
+        """Ask the surveys the CRM sends (CSAT after a resolved ticket, NPS campaigns): one consumer group for
+        every bot process, so each invitation is asked once."""
+        bus.subscribe("bot-surveys", self.on_event)
+
+    async def on_event(self, event: Any) -> None:
+        await surveys.on_event(self, event)
+
+    async def push(self, *, conversation_id: int, reply: Reply) -> Reply:
+        """Record a message the bot starts (not an answer): the channel holding the chat delivers it (BotPushed)."""
+        return await self._record(conversation_id, reply, push=True)
+
     async def handle(self, incoming: Incoming) -> Outcome:
         started = time.perf_counter()
         payload = {"button": incoming.payload} if incoming.payload else None
@@ -83,12 +95,10 @@ class DialogueEngine:
         return replace(base, replies=tuple(stored), language=turn.language, customer_id=turn.customer_id,
                        timings_ms={"total": (time.perf_counter() - started) * 1000})
 
-    async def _record(self, conversation_id: int, reply: Reply) -> Reply:
+    async def _record(self, conversation_id: int, reply: Reply, *, push: bool = False) -> Reply:
         recorded = await self.crm.conversations.record_outgoing(
-            conversation_id=conversation_id, sender=SenderType.BOT, text=reply.text,
-            payload={"buttons": [{"label": b.label, "payload": b.payload} for b in reply.buttons],
-                     "decision": reply.decision},
-            intent=reply.intent, confidence=reply.confidence, kb_article_id=reply.article_id,
+            conversation_id=conversation_id, sender=SenderType.BOT, text=reply.text, payload=reply.payload(),
+            intent=reply.intent, confidence=reply.confidence, kb_article_id=reply.article_id, push=push,
         )
         return replace(reply, message_id=recorded.message.id)
 
@@ -120,6 +130,8 @@ class _Turn:
         command = message.split()[0].lower() if message.startswith("/") else None
         if command is not None:
             return await self.on_command(command.split("@")[0], message)
+        if self.state.get("survey"):  # a survey question waits for a typed answer (a comment, "why?")
+            return await surveys.on_text(self, message)
         if message.lower() in HANDOFF_WORDS:
             return await self.hand_off(HandoffReason.CUSTOMER_ASKED, message, intent="human_handoff")
         encoding = await asyncio.to_thread(self.engine.kb.encode_query, message, with_features=True)
@@ -139,6 +151,9 @@ class _Turn:
             self.state["fallbacks"] = 0
             entities = {e.entity: parsed.entity_values(e.entity) for e in parsed.entities}
             return await loyalty.on_intent(self, intent, entities)
+        if intent in courses.COURSE_INTENTS:
+            self.state["fallbacks"] = 0
+            return await courses.on_intent(self, intent)
         if intent in SMALL_TALK:
             self.state["fallbacks"] = 0
             return [Reply(self.t(intent), decision="flow", intent=intent, confidence=parsed.intent.confidence)]
@@ -190,6 +205,10 @@ class _Turn:
             return [Reply(self.t("rephrase"))]
         if kind in ("contact", "redeem", "confirm", "cancel"):
             return await loyalty.on_button(self, kind, rest)
+        if kind == "sv":
+            return await surveys.on_button(self, rest)
+        if kind in ("co", "qz"):
+            return await courses.on_button(self, kind, rest)
         if kind == "lang" and rest in LANGUAGES:
             return self.set_language(rest, None)
         return [Reply(self.t("help"))]  # a stale or unknown button: say what the bot can do
@@ -211,6 +230,13 @@ class _Turn:
                      article_external_id=external_id)
 
     async def on_command(self, command: str, message: str) -> list[Reply]:
+        argument = message.split(maxsplit=1)[1].strip() if len(message.split(maxsplit=1)) > 1 else ""
+        if command == "/start" and argument.startswith("link_"):  # a deep link: t.me/<bot>?start=link_<token>
+            return await linking.redeem(self, argument.removeprefix("link_"))
+        if command == "/link":
+            return await linking.redeem(self, argument)
+        if command == "/courses":
+            return await courses.on_intent(self, "start_course")
         if command == "/start":
             name = f", {self.incoming.display_name}" if self.incoming.display_name else ""
             return [Reply(self.t("welcome", name=name), (Button("English", "lang:en"), Button("中文", "lang:zh")))]

@@ -41,13 +41,29 @@ class Reply:
     message_id: int | None = None  # the CRM store's id once recorded
     request_contact: str | None = None  # Telegram: a "share my phone number" keyboard button with this label
     remove_keyboard: bool = False  # Telegram: take that keyboard away again
+    image_url: str | None = None  # an image shown with the text (a lesson's picture)
+
+    def payload(self) -> dict[str, Any]:
+        """What is stored with the message besides its text, and travels with a pushed message."""
+        data: dict[str, Any] = {"buttons": [{"label": b.label, "payload": b.payload} for b in self.buttons],
+                                "decision": self.decision}
+        if self.image_url:
+            data["image_url"] = self.image_url
+        return data
+
+    @classmethod
+    def from_payload(cls, text: str, payload: dict[str, Any], *, message_id: int | None = None) -> Reply:
+        """A stored or pushed message back as a Reply (for the channel that delivers it)."""
+        buttons = tuple(Button(str(b["label"]), str(b["payload"])) for b in payload.get("buttons", []))
+        return cls(text, buttons, decision=payload.get("decision", "flow"), image_url=payload.get("image_url"),
+                   message_id=message_id)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "text": self.text, "buttons": [{"label": b.label, "payload": b.payload} for b in self.buttons],
             "decision": self.decision, "intent": self.intent, "confidence": self.confidence,
             "article_id": self.article_id, "article_external_id": self.article_external_id,
-            "message_id": self.message_id,
+            "message_id": self.message_id, "image_url": self.image_url,
         }
 
 

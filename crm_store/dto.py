@@ -153,6 +153,7 @@ class TicketView:
     first_response_at: datetime | None
     resolved_at: datetime | None
     created_at: datetime
+    context: dict[str, Any] = field(default_factory=dict)  # what the bot tried before the handoff
 
     @classmethod
     def of(cls, t: m.Ticket) -> TicketView:
@@ -170,6 +171,7 @@ class TicketView:
             first_response_at=t.first_response_at,
             resolved_at=t.resolved_at,
             created_at=t.created_at,
+            context=dict(t.context or {}),
         )
 
 
@@ -388,3 +390,12 @@ class ArticleVectors:
     @classmethod
     def of(cls, v: m.KbArticleVector) -> ArticleVectors:
         return cls(v.article_id, v.version, v.model, bytes(v.vectors), v.dim, v.count)
+
+
+# --- link tokens -------------------------------------------------------------------------------------------
+
+
+# --- surveys -----------------------------------------------------------------------------------------------
+
+
+# --- courses -----------------------------------------------------------------------------------------------

@@ -103,3 +103,26 @@ class ArticleStatus(StrEnum):
     DRAFT = "draft"
     PUBLISHED = "published"
     ARCHIVED = "archived"
+
+
+class SurveyKind(StrEnum):
+    CSAT = "csat"
+    NPS = "nps"
+
+
+class SurveyQuestionKind(StrEnum):
+    RATING = "rating"  # a number on the survey's scale, answered with buttons
+    CHOICE = "choice"  # one of the question's options, answered with buttons
+    TEXT = "text"  # free text, typed in the chat (optional questions can be skipped)
+
+
+class InvitationStatus(StrEnum):
+    SENT = "sent"  # delivered (or queued for delivery), nothing answered yet
+    PARTIAL = "partial"  # some questions answered
+    COMPLETED = "completed"  # every question answered or skipped
+    EXPIRED = "expired"
+
+
+class EnrollmentStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"

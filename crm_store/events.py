@@ -171,3 +171,63 @@ class KnowledgeBaseChanged(DomainEvent):
     article_ids: list[int]
     action: str  # created | updated | published | unpublished | archived | imported
 
+
+
+class BotPushed(DomainEvent):
+    """A message the bot starts (a survey, a lesson reminder, a campaign message), not an answer to the
+    customer's last message: the channel holding the chat (channel + external id) delivers it."""
+
+    name: ClassVar[str] = "message.bot_pushed"
+    conversation_id: int
+    message_id: int
+    customer_id: int
+    channel: str | None
+    external_id: str | None
+    text: str
+    # The channel-neutral reply: {"buttons": [{"label", "payload"}], "image_url", ...}.
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class SurveyInvited(DomainEvent):
+    """A survey was sent to a customer (CSAT after a resolved ticket, or by a campaign): the bot asks it."""
+
+    name: ClassVar[str] = "survey.invited"
+    invitation_id: int
+    survey_id: int
+    customer_id: int
+    kind: str
+    conversation_id: int | None
+    channel: str | None
+    external_id: str | None
+
+
+class SurveyAnswered(DomainEvent):
+    name: ClassVar[str] = "survey.answered"
+    invitation_id: int
+    survey_id: int
+    customer_id: int
+    question_id: str
+    score: int | None
+    completed: bool
+
+
+class CourseStarted(DomainEvent):
+    name: ClassVar[str] = "course.started"
+    enrollment_id: int
+    course_id: int
+    customer_id: int
+
+
+class LessonCompleted(DomainEvent):
+    name: ClassVar[str] = "course.lesson_completed"
+    enrollment_id: int
+    course_id: int
+    customer_id: int
+    lesson_id: int
+
+
+class CourseCompleted(DomainEvent):
+    name: ClassVar[str] = "course.completed"
+    enrollment_id: int
+    course_id: int
+    customer_id: int

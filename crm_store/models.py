@@ -30,11 +30,14 @@ from crm_store.enums import (
     Channel,
     ConversationStatus,
     DeliveryStatus,
+    EnrollmentStatus,
+    InvitationStatus,
     LoyaltyTransactionKind,
     MessageDirection,
     OrderStatus,
     RedemptionStatus,
     SenderType,
+    SurveyKind,
     TicketEventKind,
     TicketPriority,
     TicketStatus,
@@ -121,6 +124,22 @@ class Customer(TimestampMixin, Base):
     identities: Mapped[list[ChannelIdentity]] = relationship(back_populates="customer", lazy="raise")
 
 
+class LinkToken(Base):
+    """A one-time code an agent creates so a customer can link a chat to their CRM record
+    (`/start link_<token>` on Telegram, `/link <token>` in the web chat). Only its hash is stored."""
+
+    __tablename__ = "link_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    created_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_identity_id: Mapped[int | None] = mapped_column(ForeignKey("channel_identities.id", ondelete="SET NULL"))
+
+
 class ChannelIdentity(Base):
     __tablename__ = "channel_identities"
     __table_args__ = (UniqueConstraint("channel", "external_id"),)
@@ -205,6 +224,8 @@ class Ticket(TimestampMixin, Base):
     sla_due_at: Mapped[datetime | None]
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
+    # What the bot had tried before the handoff: {"reason", "intents": [...], "articles": [...], "tier"}.
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class TicketEvent(Base):
@@ -234,6 +255,8 @@ class LoyaltyTier(Base):
     threshold: Mapped[int] = mapped_column(Integer, unique=True)
     benefits: Mapped[list[str]] = mapped_column(default=list)
     names: Mapped[dict[str, Any]] = mapped_column(default=dict)  # translations: {"zh": "金卡"}
+    # Tickets of this tier's members get at least this priority (VIP first); None: no rule.
+    handoff_priority: Mapped[TicketPriority | None] = mapped_column(enum_column(TicketPriority))
 
 
 class LoyaltyAccount(TimestampMixin, Base):
@@ -365,3 +388,142 @@ class KbState(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- surveys ---------------------------------------------------------------------------------------------
+
+
+class Survey(TimestampMixin, Base):
+    """A CSAT or NPS questionnaire. `questions` is a list of {"id", "kind", "prompt": {"en", "zh"}, "optional",
+    "min", "max", "options"}; the first rating question gives the invitation's score."""
+
+    __tablename__ = "surveys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[SurveyKind] = mapped_column(enum_column(SurveyKind))
+    title: Mapped[str] = mapped_column(String(200))
+    questions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # An invitation can be answered for this long after it was sent.
+    expires_after_hours: Mapped[int] = mapped_column(Integer, default=72)
+
+
+class SurveyInvitation(Base):
+    """One survey sent to one customer (for a resolved ticket, or by a campaign); answered at most once."""
+
+    __tablename__ = "survey_invitations"
+    __table_args__ = (Index("ix_survey_invitations_survey_status", "survey_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), index=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    campaign: Mapped[str | None] = mapped_column(String(100), index=True)
+    channel: Mapped[Channel | None] = mapped_column(enum_column(Channel))
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    # Unique: the same survey reaches a customer once per ticket (CSAT) or once per campaign (NPS).
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[InvitationStatus] = mapped_column(enum_column(InvitationStatus), default=InvitationStatus.SENT)
+    score: Mapped[int | None] = mapped_column(Integer)  # the answer to the first rating question
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]  # when the first answer came
+    completed_at: Mapped[datetime | None]
+
+
+class SurveyAnswer(Base):
+    __tablename__ = "survey_answers"
+    __table_args__ = (UniqueConstraint("invitation_id", "question_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invitation_id: Mapped[int] = mapped_column(ForeignKey("survey_invitations.id", ondelete="CASCADE"))
+    question_id: Mapped[str] = mapped_column(String(50))
+    value_int: Mapped[int | None] = mapped_column(Integer)
+    value_text: Mapped[str | None] = mapped_column(Text)  # a comment, a choice; None with skipped
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- training --------------------------------------------------------------------------------------------
+
+
+class Course(TimestampMixin, Base):
+    __tablename__ = "courses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Lesson(TimestampMixin, Base):
+    __tablename__ = "lessons"
+    __table_args__ = (UniqueConstraint("course_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # 1, 2, ...: the order lessons are delivered in
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")  # Markdown
+    image_url: Mapped[str | None] = mapped_column(String(500))
+    link_url: Mapped[str | None] = mapped_column(String(500))
+
+
+class QuizQuestion(Base):
+    __tablename__ = "quiz_questions"
+    __table_args__ = (UniqueConstraint("lesson_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    prompt: Mapped[str] = mapped_column(Text)
+    options: Mapped[list[str]] = mapped_column(default=list)
+    correct_option: Mapped[int] = mapped_column(Integer)  # index into options
+    explanation: Mapped[str] = mapped_column(Text, default="")
+
+
+class Enrollment(Base):
+    """A customer taking a course: where they are, so they can continue where they left off."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (UniqueConstraint("course_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    status: Mapped[EnrollmentStatus] = mapped_column(
+        enum_column(EnrollmentStatus), default=EnrollmentStatus.IN_PROGRESS
+    )
+    current_position: Mapped[int] = mapped_column(Integer, default=1)  # the lesson being studied
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+
+
+class LessonCompletion(Base):
+    __tablename__ = "lesson_completions"
+    __table_args__ = (UniqueConstraint("enrollment_id", "lesson_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="CASCADE"))
+    completed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QuizAnswer(Base):
+    __tablename__ = "quiz_answers"
+    __table_args__ = (UniqueConstraint("enrollment_id", "question_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    question_id: Mapped[int] = mapped_column(ForeignKey("quiz_questions.id", ondelete="CASCADE"))
+    chosen_option: Mapped[int] = mapped_column(Integer)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

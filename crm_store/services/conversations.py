@@ -25,6 +25,7 @@ from crm_store.enums import (
 from crm_store.errors import InvalidTransition, NotFound
 from crm_store.events import (
     AgentReplied,
+    BotPushed,
     BotReplied,
     CustomerCreated,
     HandoffRequested,
@@ -106,9 +107,10 @@ class ConversationService(Service):
         self, *, conversation_id: int, sender: SenderType | str, text: str, payload: dict[str, Any] | None = None,
         agent_id: int | None = None, intent: str | None = None, confidence: float | None = None,
         kb_article_id: int | None = None, idempotency_key: str | None = None,
-        delivery_status: DeliveryStatus = DeliveryStatus.QUEUED,
+        delivery_status: DeliveryStatus = DeliveryStatus.QUEUED, push: bool = False,
     ) -> RecordedMessage:
-        """Store what the bot or an agent says; an agent's reply is announced for delivery to the customer."""
+        """Store what the bot or an agent says; an agent's reply, or a message the bot starts (`push`: a survey,
+        a campaign), is announced for delivery to the customer's chat."""
         sender = SenderType(sender)
         if idempotency_key and (found := await self._find_by_key(idempotency_key)):
             return found
@@ -130,15 +132,21 @@ class ConversationService(Service):
                 if ticket is not None and ticket.first_response_at is None:
                     ticket.first_response_at = now
             await uow.session.flush()
+            identity = (
+                await uow.session.get(m.ChannelIdentity, conversation.identity_id)
+                if conversation.identity_id and (push or sender == SenderType.AGENT) else None
+            )
             if sender == SenderType.AGENT:
-                identity = (
-                    await uow.session.get(m.ChannelIdentity, conversation.identity_id)
-                    if conversation.identity_id else None
-                )
                 uow.emit(AgentReplied(
                     conversation_id=conversation.id, message_id=message.id, customer_id=conversation.customer_id,
                     agent_id=agent_id, channel=str(identity.channel) if identity else None,
                     external_id=identity.external_id if identity else None, text=text,
+                ))
+            elif push:
+                uow.emit(BotPushed(
+                    conversation_id=conversation.id, message_id=message.id, customer_id=conversation.customer_id,
+                    channel=str(identity.channel) if identity else None,
+                    external_id=identity.external_id if identity else None, text=text, payload=payload or {},
                 ))
             elif sender == SenderType.BOT:
                 uow.emit(BotReplied(
