@@ -6,10 +6,12 @@ from crm_store.bus import EventBus
 from crm_store.db import Database
 from crm_store.services.agents import AgentService
 from crm_store.services.conversations import ConversationService
+from crm_store.services.courses import CourseService
 from crm_store.services.customers import CustomerService
 from crm_store.services.knowledge import KnowledgeService
 from crm_store.services.loyalty import LoyaltyService
 from crm_store.services.orders import OrderService
+from crm_store.services.surveys import SurveyService
 from crm_store.services.timeline import TimelineService
 from crm_store.settings import StoreSettings
 
@@ -24,9 +26,11 @@ class CRM:
         self.conversations = ConversationService(**deps)
         self.loyalty = LoyaltyService(**deps)
         self.orders = OrderService(**deps)
+        self.courses = CourseService(**deps)
         self.agents = AgentService(**deps)
         self.timeline = TimelineService(**deps)
         self.knowledge = KnowledgeService(**deps)
+        self.surveys = SurveyService(**deps)
 
     async def close(self) -> None:
         await self.events.close()

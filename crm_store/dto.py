@@ -395,7 +395,208 @@ class ArticleVectors:
 # --- link tokens -------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LinkTokenCreated:
+    """A new one-time link code; `token` is its only plaintext copy (the store keeps a hash): show it once."""
+
+    id: int
+    token: str
+    customer_id: int
+    created_by_agent_id: int | None
+    expires_at: datetime
+
+    @property
+    def start_parameter(self) -> str:
+        """Telegram's deep-link parameter: t.me/<bot>?start=<this>, which the bot receives as `/start <this>`."""
+        return f"link_{self.token}"
+
+    @property
+    def chat_command(self) -> str:
+        """What a customer types in any chat (the web chat has no deep links)."""
+        return f"/link {self.token}"
+
+
+@dataclass(frozen=True)
+class LinkTokenRedeemed:
+    customer: CustomerView  # the CRM customer the chat now belongs to
+    identity: IdentityView
+    repeated: bool = False  # this chat had already redeemed this code (a second tap of the same link)
+
+
 # --- surveys -----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SurveyView:
+    id: int
+    key: str
+    kind: str
+    title: str
+    questions: tuple[dict[str, Any], ...]
+    active: bool
+    expires_after_hours: int
+
+    @classmethod
+    def of(cls, s: m.Survey) -> SurveyView:
+        return cls(s.id, s.key, str(s.kind), s.title, tuple(s.questions), s.active, s.expires_after_hours)
+
+
+@dataclass(frozen=True)
+class InvitationView:
+    id: int
+    survey_id: int
+    customer_id: int
+    conversation_id: int | None
+    ticket_id: int | None
+    agent_id: int | None
+    campaign: str | None
+    channel: str | None
+    external_id: str | None
+    language: str
+    status: str
+    score: int | None
+    sent_at: datetime
+    expires_at: datetime | None
+    answered_at: datetime | None
+    completed_at: datetime | None
+    duplicate: bool = False  # invite(): it had been sent before; nothing was sent again
+
+    @classmethod
+    def of(cls, i: m.SurveyInvitation, *, duplicate: bool = False) -> InvitationView:
+        return cls(
+            id=i.id, survey_id=i.survey_id, customer_id=i.customer_id, conversation_id=i.conversation_id,
+            ticket_id=i.ticket_id, agent_id=i.agent_id, campaign=i.campaign,
+            channel=str(i.channel) if i.channel else None, external_id=i.external_id, language=i.language,
+            status=str(i.status), score=i.score, sent_at=i.sent_at, expires_at=i.expires_at,
+            answered_at=i.answered_at, completed_at=i.completed_at, duplicate=duplicate,
+        )
+
+
+@dataclass(frozen=True)
+class SurveyResults:
+    kind: str
+    sent: int
+    answered: int  # invitations with a score
+    mean: float | None
+    score: float | None  # CSAT: % of 4s and 5s; NPS: % promoters - % detractors
+    promoters: int = 0
+    passives: int = 0
+    detractors: int = 0
+
+    @property
+    def response_rate(self) -> float:
+        return self.answered / self.sent if self.sent else 0.0
+
+    @classmethod
+    def compute(cls, kind: str, *, sent: int, scores: list[int]) -> SurveyResults:
+        n = len(scores)
+        mean = sum(scores) / n if n else None
+        if kind == "nps":
+            promoters = sum(1 for s in scores if s >= 9)
+            detractors = sum(1 for s in scores if s <= 6)
+            nps = 100.0 * (promoters - detractors) / n if n else None
+            return cls(kind, sent, n, mean, nps, promoters, n - promoters - detractors, detractors)
+        satisfied = sum(1 for s in scores if s >= 4)
+        return cls(kind, sent, n, mean, 100.0 * satisfied / n if n else None)
+
+
 # --- courses -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuizQuestionView:
+    id: int
+    lesson_id: int
+    position: int
+    prompt: str
+    options: tuple[str, ...]
+    correct_option: int  # index into options
+    explanation: str
+
+    @classmethod
+    def of(cls, q: m.QuizQuestion) -> QuizQuestionView:
+        return cls(q.id, q.lesson_id, q.position, q.prompt, tuple(q.options or ()), q.correct_option, q.explanation)
+
+
+@dataclass(frozen=True)
+class LessonView:
+    id: int
+    course_id: int
+    position: int  # 1, 2, ...: the order lessons are delivered in
+    title: str
+    body: str  # Markdown
+    image_url: str | None
+    link_url: str | None
+    quiz: tuple[QuizQuestionView, ...] = ()
+
+    @classmethod
+    def of(cls, lesson: m.Lesson, quiz: tuple[QuizQuestionView, ...] = ()) -> LessonView:
+        return cls(lesson.id, lesson.course_id, lesson.position, lesson.title, lesson.body, lesson.image_url,
+                   lesson.link_url, quiz)
+
+
+@dataclass(frozen=True)
+class CourseView:
+    id: int
+    key: str
+    language: str
+    title: str
+    description: str
+    published: bool
+    lesson_count: int
+    lessons: tuple[LessonView, ...] = ()  # filled by get_course, empty in the catalogue
+
+
+@dataclass(frozen=True)
+class EnrollmentView:
+    """A customer's place in a course, with their progress."""
+
+    id: int
+    course_id: int
+    customer_id: int
+    course_key: str
+    course_title: str
+    course_language: str
+    status: str  # in_progress | completed
+    current_position: int  # the lesson being studied (lessons_total + 1 once completed)
+    lessons_done: int
+    lessons_total: int
+    quiz_answered: int
+    quiz_correct: int
+    quiz_total: int
+    started_at: datetime
+    last_activity_at: datetime
+    completed_at: datetime | None
+    created: bool = False  # True when this call enrolled the customer
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+
+@dataclass(frozen=True)
+class CourseStep:
+    """Where a customer stands: the lesson being studied and its first unanswered quiz question."""
+
+    enrollment: EnrollmentView
+    lesson: LessonView | None  # None once the course is completed
+    question: QuizQuestionView | None  # None when the lesson's quiz is done (or it has none)
+
+
+@dataclass(frozen=True)
+class QuizResult:
+    enrollment_id: int
+    question_id: int
+    chosen_option: int
+    correct: bool
+    correct_option: int
+    correct_answer: str  # the text of the correct option
+    explanation: str
+    duplicate: bool  # the question had been answered before: that first answer stands
+
+
+@dataclass(frozen=True)
+class LessonResult:
+    step: CourseStep  # what comes next
+    duplicate: bool  # the lesson had been completed before: nothing changed
+    course_completed: bool  # this call completed the course

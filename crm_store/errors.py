@@ -29,3 +29,21 @@ class RewardUnavailable(DomainError):
 
 class ConflictError(DomainError):
     code = "conflict"
+
+
+class LinkTokenError(DomainError):
+    """A one-time link code that cannot link this chat."""
+
+    code = "link_token"
+
+
+class LinkTokenUnknown(LinkTokenError):
+    code = "link_token_unknown"
+
+
+class LinkTokenUsed(LinkTokenError):
+    code = "link_token_used"
+
+
+class LinkTokenExpired(LinkTokenError):
+    code = "link_token_expired"

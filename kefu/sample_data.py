@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from crm_store import models as m
 from crm_store.crm import CRM
 from crm_store.enums import AgentRole, ArticleStatus, Channel, DeliveryStatus, HandoffReason, SenderType, TicketPriority
+from kefu.sample_courses import load_sample_courses
 from kefu.sample_kb import load_sample_kb
 
 SHOP_NAME = "Kefu Tea & Co."
@@ -49,6 +50,8 @@ TIERS = [
     ("Platinum", 5000, ["Free shipping and gift wrapping", "A personal tea advisor", "Invitations to tastings"],
      "白金卡"),
 ]
+# VIP first: these tiers' tickets get at least this priority when the bot hands the chat to a person.
+TIER_HANDOFF_PRIORITY = {"Gold": "high", "Platinum": "urgent"}
 
 # (name, Chinese name, cost, stock, description, minimum tier)
 REWARDS = [
@@ -149,12 +152,14 @@ class SampleSummary:
     agents: int
     conversations: int
     articles: int  # published knowledge-base articles, English and Chinese
+    courses: int  # published training courses
     created: bool
     demo_agents: tuple[DemoAgent, ...] = DEMO_AGENTS
 
 
 async def load_sample_shop(crm: CRM) -> SampleSummary:
     """Load the sample shop once; a second call adds nothing and returns the counts."""
+    await load_sample_courses(crm)  # skips those already there, so a shop loaded before courses gets them now
     if await _is_loaded(crm):
         await load_sample_kb(crm)  # a shop loaded before it had a knowledge base gets its FAQs now
         return await _summary(crm, created=False)
@@ -178,7 +183,8 @@ async def _tiers(crm: CRM) -> dict[str, int]:
     existing = {t.name: t.id for t in await crm.loyalty.tiers()}
     for name, threshold, benefits, zh in TIERS:
         if name not in existing:
-            tier = await crm.loyalty.define_tier(name=name, threshold=threshold, benefits=benefits, names={"zh": zh})
+            tier = await crm.loyalty.define_tier(name=name, threshold=threshold, benefits=benefits, names={"zh": zh},
+                                                 handoff_priority=TIER_HANDOFF_PRIORITY.get(name))
             existing[name] = tier.id
     return existing
 
@@ -320,5 +326,6 @@ async def _summary(crm: CRM, *, created: bool) -> SampleSummary:
             agents=await count(m.Agent),
             conversations=await count(m.Conversation),
             articles=await count(m.KbArticle, m.KbArticle.status == ArticleStatus.PUBLISHED),
+            courses=await count(m.Course, m.Course.published.is_(True)),
             created=created,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +36,8 @@ from crm_store.events import (
 )
 from crm_store.services.base import Service
 from crm_store.services.customers import identify_in
+from crm_store.services.loyalty import customer_tier
+from crm_store.services.surveys import CHAT_CHANNELS, OptedOut, csat_survey, invite_in
 from crm_store.uow import UnitOfWork
 
 ACTIVE_TICKET = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
@@ -178,6 +180,19 @@ class ConversationService(Service):
             rows = await uow.session.execute(query.order_by(m.Message.created_at, m.Message.id))
             return [MessageView.of(x) for x in rows.scalars()]
 
+    async def history(self, *, channel: Channel | str, external_id: str, limit: int = 50) -> list[MessageView]:
+        """What a chat saw: the last `limit` messages of all its conversations, oldest first (no agent notes)."""
+        async with self.uow() as uow:
+            rows = await uow.session.execute(
+                select(m.Message)
+                .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
+                .join(m.ChannelIdentity, m.ChannelIdentity.id == m.Conversation.identity_id)
+                .where(m.ChannelIdentity.channel == Channel(channel), m.ChannelIdentity.external_id == external_id,
+                       m.Message.is_private.is_(False))
+                .order_by(m.Message.created_at.desc(), m.Message.id.desc()).limit(limit)
+            )
+            return [MessageView.of(x) for x in reversed(rows.scalars().all())]
+
     async def get(self, *, conversation_id: int) -> ConversationView:
         async with self.uow() as uow:
             return ConversationView.of(await _get_conversation(uow.session, conversation_id))
@@ -199,18 +214,24 @@ class ConversationService(Service):
     async def hand_off(
         self, *, conversation_id: int, reason: HandoffReason | str, subject: str = "", category: str | None = None,
         priority: TicketPriority | str = TicketPriority.NORMAL, agent_id: int | None = None,
+        intent: str | None = None,
     ) -> TicketView:
-        """Ask for a human: the conversation waits for an agent and a ticket tracks it (one active at a time)."""
+        """Ask for a human: the conversation waits for an agent and a ticket tracks it (one active at a time).
+        The priority is at least what the customer's tier gives (VIP first); the ticket's context keeps what the
+        bot tried (`intent`: the one behind this handoff, whose reply is not stored yet)."""
         async with self.uow() as uow:
             conversation = await _get_conversation(uow.session, conversation_id, for_update=True)
             if (ticket := await _active_ticket(uow.session, conversation.id)) is not None:
                 return TicketView.of(ticket)
             now = utcnow()
-            priority = TicketPriority(priority)
+            tier = await customer_tier(uow.session, conversation.customer_id)
+            priority = _higher_priority(TicketPriority(priority), tier.handoff_priority if tier else None)
+            context = await _handoff_context(uow.session, conversation.id, reason=HandoffReason(reason),
+                                             tier=tier, intent=intent)
             ticket = m.Ticket(
                 conversation_id=conversation.id, customer_id=conversation.customer_id, subject=subject[:300],
                 category=category, priority=priority, status=TicketStatus.NEW, team_id=conversation.team_id,
-                created_at=now, sla_due_at=now + self.settings.sla_target(priority),
+                created_at=now, sla_due_at=now + self.settings.sla_target(priority), context=context,
             )
             uow.session.add(ticket)
             conversation.status = ConversationStatus.PENDING
@@ -310,8 +331,9 @@ class ConversationService(Service):
             await uow.commit()
             return MessageView.of(note)
 
-    async def resolve(self, *, ticket_id: int, by_agent_id: int | None = None) -> TicketView:
-        """Resolve the ticket and its conversation; the bot takes the conversation back (CSAT may follow)."""
+    async def resolve(self, *, ticket_id: int, by_agent_id: int | None = None, send_csat: bool = True) -> TicketView:
+        """Resolve the ticket and its conversation; the bot takes the conversation back and, in the same
+        transaction, the CSAT survey is sent to the customer's chat (unless they opted out of surveys)."""
         async with self.uow() as uow:
             ticket = await _get_ticket(uow.session, ticket_id, for_update=True)
             before = TicketStatus(ticket.status)
@@ -325,6 +347,8 @@ class ConversationService(Service):
             conversation.resolved_at = now
             conversation.waiting_since = None
             _log(uow, ticket, TicketEventKind.RESOLVED, by_agent_id, str(before), str(TicketStatus.RESOLVED))
+            if send_csat:
+                await _send_csat(uow, ticket, conversation)
             uow.emit(TicketResolved(
                 ticket_id=ticket.id, conversation_id=conversation.id, customer_id=ticket.customer_id,
                 agent_id=by_agent_id,
@@ -349,6 +373,21 @@ class ConversationService(Service):
                 .order_by(m.TicketEvent.created_at, m.TicketEvent.id)
             )
             return [TicketEventView.of(e) for e in rows.scalars()]
+
+
+async def _send_csat(uow: UnitOfWork, ticket: m.Ticket, conversation: m.Conversation) -> None:
+    """Invite the customer to the CSAT survey for this ticket (once, even if it is reopened and resolved again),
+    in the chat the conversation happened in."""
+    identity = await uow.session.get(m.ChannelIdentity, conversation.identity_id) if conversation.identity_id else None
+    survey = await csat_survey(uow.session)
+    if identity is None or identity.channel not in CHAT_CHANNELS or not survey.active:
+        return
+    customer = await uow.session.get_one(m.Customer, ticket.customer_id)
+    try:
+        await invite_in(uow, survey=survey, customer=customer, identity=identity, conversation_id=conversation.id,
+                        dedupe_key=f"csat:ticket:{ticket.id}", ticket=ticket)
+    except OptedOut:
+        return
 
 
 def _s(value: object) -> str | None:
@@ -412,3 +451,48 @@ async def _active_ticket(session: AsyncSession, conversation_id: int) -> m.Ticke
             .order_by(m.Ticket.id.desc()).limit(1)
         )
     ).scalar_one_or_none()
+
+
+# --- handoff: priority by tier, what the bot tried ---------------------------------------------------------
+
+PRIORITY_ORDER = (TicketPriority.LOW, TicketPriority.NORMAL, TicketPriority.HIGH, TicketPriority.URGENT)
+
+
+def _higher_priority(requested: TicketPriority, floor: TicketPriority | str | None) -> TicketPriority:
+    """The requested priority, raised to the tier's `floor` when that is higher."""
+    return requested if floor is None else max(requested, TicketPriority(floor), key=PRIORITY_ORDER.index)
+
+
+async def _handoff_context(
+    session: AsyncSession, conversation_id: int, *, reason: HandoffReason, tier: m.LoyaltyTier | None,
+    intent: str | None,
+) -> dict[str, Any]:
+    """What an agent should see first: why, the intents recognized and the articles offered (each once, in the
+    order they came), the customer's tier and their last message."""
+    msg = m.Message
+    in_chat = (msg.conversation_id == conversation_id, msg.is_private.is_(False))
+    intents = list((await session.execute(
+        select(msg.intent)
+        .where(*in_chat, msg.sender.in_((SenderType.BOT, SenderType.CUSTOMER)), msg.intent.is_not(None))
+        .group_by(msg.intent).order_by(func.min(msg.id))
+    )).scalars())
+    if intent and intent not in intents:
+        intents.append(intent)
+    article = m.KbArticle
+    articles = (await session.execute(
+        select(msg.kb_article_id, article.external_id, article.question)
+        .outerjoin(article, article.id == msg.kb_article_id)
+        .where(*in_chat, msg.sender == SenderType.BOT, msg.kb_article_id.is_not(None))
+        .group_by(msg.kb_article_id, article.external_id, article.question).order_by(func.min(msg.id))
+    )).all()
+    last = await session.scalar(  # a button press has no text: the last thing the customer wrote
+        select(msg.text).where(*in_chat, msg.sender == SenderType.CUSTOMER, msg.text != "")
+        .order_by(msg.id.desc()).limit(1)
+    )
+    return {
+        "reason": str(reason),
+        "intents": intents,
+        "articles": [{"id": a.kb_article_id, "external_id": a.external_id, "question": a.question} for a in articles],
+        "tier": tier.name if tier else None,
+        "last_customer_message": last,
+    }

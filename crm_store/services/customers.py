@@ -1,7 +1,11 @@
-"""Customers and their channel identities: identify, create, find, link, merge, consent."""
+"""Customers and their channel identities: identify, create, find, link (by one-time code too), merge, consent."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+import secrets
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -11,12 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_store import models as m
 from crm_store.coltypes import utcnow
 from crm_store.contacts import normalize_email, normalize_phone
-from crm_store.dto import CustomerView, IdentifiedCustomer, IdentityView
+from crm_store.dto import CustomerView, IdentifiedCustomer, IdentityView, LinkTokenCreated, LinkTokenRedeemed
 from crm_store.enums import Channel
-from crm_store.errors import ConflictError, NotFound
+from crm_store.errors import ConflictError, LinkTokenExpired, LinkTokenUnknown, LinkTokenUsed, NotFound
 from crm_store.events import CustomerCreated, CustomersMerged, CustomerUpdated, IdentityLinked
 from crm_store.services import ledger
 from crm_store.services.base import Service
+from crm_store.services.courses import merge_enrollments
 from crm_store.uow import UnitOfWork
 
 # Tables whose rows belong to a customer and move with a merge. Later features (surveys, courses) append
@@ -26,7 +31,19 @@ CUSTOMER_OWNED: list[tuple[type[m.Base], str]] = [
     (m.Conversation, "customer_id"),
     (m.Ticket, "customer_id"),
     (m.Order, "customer_id"),
+    (m.LinkToken, "customer_id"),  # a code made for the merged customer links to the one that remains
+    (m.SurveyInvitation, "customer_id"),
 ]
+
+# 24 random bytes: 32 URL-safe characters, so `link_<code>` fits Telegram's 64-character deep-link parameter.
+LINK_TOKEN_BYTES = 24
+LINK_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+DEFAULT_LINK_TOKEN_TTL = timedelta(days=7)
+
+
+def hash_link_token(token: str) -> str:
+    """What the store keeps of a link code: its SHA-256, so a leaked table links nobody."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 async def identify_in(
@@ -163,17 +180,60 @@ class CustomerService(Service):
         """Attach a chat to a known CRM customer; the chat's own (anonymous) customer is merged into it."""
         async with self.uow() as uow:
             target = await _get_customer(uow.session, customer_id)
-            if target.merged_into_id is not None:
-                raise ConflictError("That customer was merged into another one.")
-            _, identity, _ = await identify_in(
-                uow.session, channel=channel, external_id=external_id, for_customer_id=target.id
-            )
-            if identity.customer_id != target.id:
-                await merge_in(uow, source_id=identity.customer_id, target_id=target.id)
-            identity.linked_at = utcnow()
-            uow.emit(IdentityLinked(customer_id=target.id, identity_id=identity.id, channel=str(channel)))
+            await _link_in(uow, channel=channel, external_id=external_id, target=target)
             await uow.commit()
             return CustomerView.of(target)
+
+    async def create_link_token(
+        self, *, customer_id: int, agent_id: int | None = None, ttl: timedelta = DEFAULT_LINK_TOKEN_TTL
+    ) -> LinkTokenCreated:
+        """A one-time code that links a chat to this customer (`/start link_<code>`, `/link <code>`); the
+        plaintext is returned once and never stored."""
+        if ttl <= timedelta(0):
+            raise ValueError("A link code must be valid for some time.")
+        token = secrets.token_urlsafe(LINK_TOKEN_BYTES)
+        async with self.uow() as uow:
+            customer = await _get_customer(uow.session, customer_id)
+            if customer.merged_into_id is not None:
+                raise ConflictError("That customer was merged into another one.")
+            if agent_id is not None and await uow.session.get(m.Agent, agent_id) is None:
+                raise NotFound(f"No agent {agent_id}.")
+            now = utcnow()
+            row = m.LinkToken(token_hash=hash_link_token(token), customer_id=customer.id,
+                              created_by_agent_id=agent_id, created_at=now, expires_at=now + ttl)
+            uow.session.add(row)
+            await uow.session.flush()
+            await uow.commit()
+            return LinkTokenCreated(row.id, token, row.customer_id, row.created_by_agent_id, row.expires_at)
+
+    async def redeem_link_token(self, *, token: str, channel: Channel | str, external_id: str) -> LinkTokenRedeemed:
+        """Link the chat to the customer a code was made for. A code works once and until it expires; two chats
+        racing for it: one wins, the other gets LinkTokenUsed. The same chat again gets its link back."""
+        token = token.strip()
+        if not LINK_TOKEN_PATTERN.fullmatch(token):
+            raise LinkTokenUnknown("This link code is not valid.")
+        token_hash = hash_link_token(token)
+        table = m.LinkToken.__table__
+        async with self.uow() as uow:
+            now = utcnow()
+            # Claim the code with one conditional update: PostgreSQL makes a second claimer wait on the row and
+            # re-check `used_at`; SQLite's BEGIN IMMEDIATE serializes the transactions. A failed link below
+            # rolls the claim back.
+            claimed = (await uow.session.execute(
+                update(table)
+                .where(table.c.token_hash == token_hash, table.c.used_at.is_(None), table.c.expires_at > now)
+                .values(used_at=now)
+                .returning(table.c.id, table.c.customer_id)
+            )).first()
+            if claimed is None:
+                return await _refused_link_token(uow.session, token_hash, channel, external_id)
+            target = await _get_customer(uow.session, claimed.customer_id)
+            identity = await _link_in(uow, channel=channel, external_id=external_id, target=target, relink=False)
+            await uow.session.execute(
+                update(table).where(table.c.id == claimed.id).values(used_identity_id=identity.id)
+            )
+            await uow.commit()
+            return LinkTokenRedeemed(CustomerView.of(target), IdentityView.of(identity))
 
     async def merge(self, *, source_id: int, target_id: int) -> CustomerView:
         """Merge `source` into `target`: identities, conversations, tickets, ledger and orders all move."""
@@ -193,6 +253,43 @@ async def _get_customer(session: AsyncSession, customer_id: int, *, for_update: 
     return customer
 
 
+async def _link_in(
+    uow: UnitOfWork, *, channel: Channel | str, external_id: str, target: m.Customer, relink: bool = True
+) -> m.ChannelIdentity:
+    """Attach a chat to `target` inside the caller's transaction; the chat's own customer is merged into it.
+    With relink=False a chat already linked to another customer is refused rather than merged."""
+    if target.merged_into_id is not None:
+        raise ConflictError("That customer was merged into another one.")
+    _, identity, _ = await identify_in(uow.session, channel=channel, external_id=external_id,
+                                       for_customer_id=target.id)
+    if identity.customer_id != target.id:
+        if not relink and identity.linked_at is not None:
+            raise ConflictError("This chat is already linked to another customer.")
+        await merge_in(uow, source_id=identity.customer_id, target_id=target.id)
+        identity.customer_id = target.id  # merge_in moved it in SQL; keep the loaded row in step
+    identity.linked_at = utcnow()
+    uow.emit(IdentityLinked(customer_id=target.id, identity_id=identity.id, channel=str(channel)))
+    return identity
+
+
+async def _refused_link_token(
+    session: AsyncSession, token_hash: str, channel: Channel | str, external_id: str
+) -> LinkTokenRedeemed:
+    """Why a code could not be claimed; a code this same chat redeemed before is not an error."""
+    row = (await session.execute(
+        select(m.LinkToken).where(m.LinkToken.token_hash == token_hash)
+    )).scalar_one_or_none()
+    if row is None:
+        raise LinkTokenUnknown("This link code is not valid.")
+    if row.used_at is None:
+        raise LinkTokenExpired("This link code has expired.")
+    identity = await session.get(m.ChannelIdentity, row.used_identity_id) if row.used_identity_id else None
+    if identity is None or (identity.channel, identity.external_id) != (Channel(channel), str(external_id)):
+        raise LinkTokenUsed("This link code has already been used.")
+    customer = await _get_customer(session, identity.customer_id)
+    return LinkTokenRedeemed(CustomerView.of(customer), IdentityView.of(identity), repeated=True)
+
+
 async def merge_in(uow: UnitOfWork, *, source_id: int, target_id: int) -> m.Customer:
     """The merge, inside the caller's transaction."""
     session = uow.session
@@ -210,6 +307,7 @@ async def merge_in(uow: UnitOfWork, *, source_id: int, target_id: int) -> m.Cust
         table = model.__table__
         await session.execute(update(table).where(table.c[column] == source_id).values({column: target_id}))
     await _merge_loyalty(session, source_id=source_id, target_id=target_id)
+    await merge_enrollments(session, source_id=source_id, target_id=target_id)
 
     # The target keeps what it has and gains what only the source knew.
     for attr in ("name", "email", "phone", "email_normalized", "phone_normalized"):

@@ -14,7 +14,7 @@ from crm_store.dto import (
     RewardView,
     TierView,
 )
-from crm_store.enums import LoyaltyTransactionKind, RedemptionStatus
+from crm_store.enums import LoyaltyTransactionKind, RedemptionStatus, TicketPriority
 from crm_store.errors import OutOfStock, RewardUnavailable
 from crm_store.events import RewardRedeemed
 from crm_store.services import ledger
@@ -27,10 +27,13 @@ class _AlreadyRedeemed(Exception):
 
 class LoyaltyService(Service):
     async def define_tier(
-        self, *, name: str, threshold: int, benefits: list[str] | None = None, names: dict[str, str] | None = None
+        self, *, name: str, threshold: int, benefits: list[str] | None = None, names: dict[str, str] | None = None,
+        handoff_priority: TicketPriority | str | None = None,
     ) -> TierView:
+        """A tier reached at `threshold` lifetime points; its members' tickets get at least `handoff_priority`."""
         async with self.uow() as uow:
-            tier = m.LoyaltyTier(name=name, threshold=threshold, benefits=list(benefits or []), names=names or {})
+            tier = m.LoyaltyTier(name=name, threshold=threshold, benefits=list(benefits or []), names=names or {},
+                                 handoff_priority=TicketPriority(handoff_priority) if handoff_priority else None)
             uow.session.add(tier)
             await uow.commit()
             return TierView.of(tier)
@@ -191,7 +194,22 @@ class LoyaltyService(Service):
             )
             return int(total or 0)
 
+    async def handoff_priority(self, *, customer_id: int) -> TicketPriority | None:
+        """The least priority the customer's tier gives their tickets (VIP first), or None."""
+        async with self.uow() as uow:
+            tier = await customer_tier(uow.session, customer_id)
+            return TicketPriority(tier.handoff_priority) if tier and tier.handoff_priority else None
 
+
+
+
+async def customer_tier(session: AsyncSession, customer_id: int) -> m.LoyaltyTier | None:
+    """The customer's current tier, if they have reached one."""
+    return (await session.execute(
+        select(m.LoyaltyTier)
+        .join(m.LoyaltyAccount, m.LoyaltyAccount.tier_id == m.LoyaltyTier.id)
+        .where(m.LoyaltyAccount.customer_id == customer_id)
+    )).scalar_one_or_none()
 
 
 async def _require_tier(session: AsyncSession, customer_id: int, reward: m.Reward) -> None:

@@ -34,7 +34,7 @@ async def test_timeline_is_complete_and_in_time_order(crm) -> None:
     assert kinds[0] == "order"
     assert kinds.index("message.customer") < kinds.index("message.bot") < kinds.index("ticket.created")
     assert kinds.index("ticket.assigned") < kinds.index("message.agent") < kinds.index("note")
-    assert kinds[-2:] == ["ticket.resolved", "points.earn"]
+    assert kinds[-3:] == ["ticket.resolved", "survey.sent", "points.earn"]  # the resolution sends CSAT
     assert "identity.first_contact" in kinds
     assert [e.at for e in timeline] == sorted(e.at for e in timeline)
     bot = next(e for e in timeline if e.kind == "message.bot")

@@ -12,6 +12,7 @@ from crm_store.crm import CRM
 from crm_store.enums import ConversationStatus, TicketStatus
 from crm_store.events import KnowledgeBaseChanged
 from kefu.runtime import crm_session
+from kefu.sample_courses import SAMPLE_COURSES, load_sample_courses
 from kefu.sample_data import AGENT, DEMO_AGENTS, REWARDS, SUPERVISOR, TIERS, load_sample_shop
 from kefu.sample_kb import SAMPLE_ARTICLES, load_sample_kb
 
@@ -39,7 +40,7 @@ async def test_loading_gives_the_sample_shop(shop: CRM) -> None:
 
     assert summary.created
     assert (summary.customers, summary.orders, summary.tiers, summary.rewards, summary.teams, summary.agents,
-            summary.conversations, summary.articles) == (12, 30, 3, 5, 2, 2, 4, 36)
+            summary.conversations, summary.articles, summary.courses) == (12, 30, 3, 5, 2, 2, 4, 36, 2)
     counts = await table_counts(shop)
     assert (counts["customers"], counts["orders"], counts["agents"], counts["teams"]) == (12, 30, 2, 2)
 
@@ -220,3 +221,22 @@ async def test_loads_through_the_runtime_with_the_configured_event_bus(db, setti
 
 async def _ignore(event: object) -> None:
     return None
+
+
+async def test_the_shop_has_a_brewing_course_in_english_and_chinese(shop: CRM) -> None:
+    await load_sample_shop(shop)
+    courses = {c.language: c for c in await shop.courses.catalogue()}
+    assert set(courses) == {"en", "zh"}
+    assert (courses["en"].title, courses["zh"].title) == ("Tea brewing basics", "泡茶入门")
+    for summary in courses.values():
+        course = await shop.courses.get_course(course_id=summary.id)
+        assert [lesson.position for lesson in course.lessons] == [1, 2, 3]
+        assert any(lesson.image_url for lesson in course.lessons) and any(lesson.link_url for lesson in course.lessons)
+        for lesson in course.lessons:
+            assert lesson.body.strip() and 1 <= len(lesson.quiz) <= 2, lesson.title
+            assert all(len(q.options) >= 2 and q.explanation for q in lesson.quiz), lesson.title
+    zh = await shop.courses.get_course(course_id=courses["zh"].id)
+    assert all(any("\u4e00" <= ch <= "\u9fff" for ch in lesson.title) for lesson in zh.lessons)
+
+    assert len(SAMPLE_COURSES) == 2 and await load_sample_courses(shop) == 2  # loading again adds nothing
+    assert len(await shop.courses.catalogue()) == 2
