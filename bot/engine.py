@@ -59,9 +59,10 @@ class DialogueEngine:
     async def on_event(self, event: Any) -> None:
         await surveys.on_event(self, event)
 
-    async def push(self, *, conversation_id: int, reply: Reply) -> Reply:
-        """Record a message the bot starts (not an answer): the channel holding the chat delivers it (BotPushed)."""
-        return await self._record(conversation_id, reply, push=True)
+    async def push(self, *, conversation_id: int, reply: Reply, idempotency_key: str | None = None) -> Reply:
+        """Record a message the bot starts (not an answer): the channel holding the chat delivers it (BotPushed);
+        with an idempotency key, pushing the same message again records and delivers nothing."""
+        return await self._record(conversation_id, reply, push=True, idempotency_key=idempotency_key)
 
     async def handle(self, incoming: Incoming) -> Outcome:
         started = time.perf_counter()
@@ -95,10 +96,12 @@ class DialogueEngine:
         return replace(base, replies=tuple(stored), language=turn.language, customer_id=turn.customer_id,
                        timings_ms={"total": (time.perf_counter() - started) * 1000})
 
-    async def _record(self, conversation_id: int, reply: Reply, *, push: bool = False) -> Reply:
+    async def _record(self, conversation_id: int, reply: Reply, *, push: bool = False,
+                      idempotency_key: str | None = None) -> Reply:
         recorded = await self.crm.conversations.record_outgoing(
             conversation_id=conversation_id, sender=SenderType.BOT, text=reply.text, payload=reply.payload(),
             intent=reply.intent, confidence=reply.confidence, kb_article_id=reply.article_id, push=push,
+            idempotency_key=idempotency_key,
         )
         return replace(reply, message_id=recorded.message.id)
 
@@ -130,8 +133,9 @@ class _Turn:
         command = message.split()[0].lower() if message.startswith("/") else None
         if command is not None:
             return await self.on_command(command.split("@")[0], message)
-        if self.state.get("survey"):  # a survey question waits for a typed answer (a comment, "why?")
-            return await surveys.on_text(self, message)
+        # A survey question waits for a typed answer (a comment, "why?").
+        if self.state.get("survey") and (replies := await surveys.on_text(self, message)) is not None:
+            return replies
         if message.lower() in HANDOFF_WORDS:
             return await self.hand_off(HandoffReason.CUSTOMER_ASKED, message, intent="human_handoff")
         encoding = await asyncio.to_thread(self.engine.kb.encode_query, message, with_features=True)
@@ -181,7 +185,8 @@ class _Turn:
 
     async def fallback(self, intent: str | None, confidence: float | None) -> list[Reply]:
         self.state["fallbacks"] = int(self.state.get("fallbacks", 0)) + 1
-        if self.state["fallbacks"] >= self.engine.settings.fallbacks_before_handoff:
+        # VIP first: a customer whose tier raises their tickets to high or urgent gets a person at the first miss.
+        if self.state["fallbacks"] >= self.engine.settings.fallbacks_before_handoff or await loyalty.is_vip(self):
             return await self.hand_off(HandoffReason.NO_ANSWER, self.incoming.text, intent=intent)
         return [Reply(self.t("no_answer"), (Button(self.t("talk_to_human"), "human:yes"),
                                             Button(self.t("no_thanks"), "human:no")),
@@ -227,7 +232,7 @@ class _Turn:
         body = f"{answer}\n\n{self.t('answer_source', question=question)}\n\n{self.t('helpful')}"
         buttons = (Button(self.t("yes"), f"fb:up:{article_id}"), Button(self.t("no"), f"fb:down:{article_id}"))
         return Reply(body, buttons, decision="answer", intent=intent, confidence=confidence, article_id=article_id,
-                     article_external_id=external_id)
+                     article_external_id=external_id, markdown=True)
 
     async def on_command(self, command: str, message: str) -> list[Reply]:
         argument = message.split(maxsplit=1)[1].strip() if len(message.split(maxsplit=1)) > 1 else ""
@@ -263,8 +268,9 @@ class _Turn:
         priority = TicketPriority.HIGH if reason == HandoffReason.COMPLAINT else TicketPriority.NORMAL
         ticket = await self.engine.crm.conversations.hand_off(
             conversation_id=self.conversation_id, reason=reason, subject=message.strip()[:300] or str(reason),
-            priority=priority,
+            priority=priority, intent=intent,
         )
-        minutes = int(self.engine.crm.settings.sla_target(priority).total_seconds() // 60)
+        # The ticket's own priority: the customer's tier may have raised it, and with it the promised wait.
+        minutes = int(self.engine.crm.settings.sla_target(ticket.priority).total_seconds() // 60)
         wait = self.t("handoff_wait", minutes=minutes) if minutes <= 240 else ""
         return [Reply(self.t("handoff", ticket=ticket.id, wait=wait), decision="handoff", intent=intent)]

@@ -2,7 +2,8 @@
 catalogue and redemption with a confirm button (idempotent: a double tap redeems once).
 
 A chat sees loyalty data only once it is linked (its channel identity has `linked_at`): by sharing its own
-Telegram contact whose phone matches a customer's. Until then nobody's data is shown.
+Telegram contact whose phone matches a customer's, or with a one-time code an agent made (bot/linking.py).
+Until then nobody's data is shown.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 LOYALTY_INTENTS = {"check_points", "check_tier", "points_history", "rewards_catalog", "redeem_reward",
                    "link_account"}
+# Tiers whose tickets get at least this priority are VIPs: a person takes over after the bot's first miss.
+VIP_PRIORITIES = {"high", "urgent"}
 
 
 def _name(names: dict[str, str], default: str, language: str) -> str:
@@ -30,7 +33,13 @@ async def linked(turn: _Turn) -> bool:
                and i.linked_at is not None for i in identities)
 
 
+async def is_vip(turn: _Turn) -> bool:
+    priority = await turn.engine.crm.loyalty.handoff_priority(customer_id=turn.customer_id)
+    return priority in VIP_PRIORITIES
+
+
 def ask_to_link(turn: _Turn, intent: str | None) -> list[Reply]:
+    """How to link: Telegram shares the phone (or takes a code); the web chat takes a code typed as /link CODE."""
     if turn.incoming.channel == "telegram":
         return [Reply(turn.t("link_ask_telegram"), request_contact=turn.t("share_phone"), intent=intent)]
     return [Reply(turn.t("link_ask_webchat"), (Button(turn.t("talk_to_human"), "human:yes"),), intent=intent)]
@@ -130,5 +139,11 @@ async def link_by_phone(turn: _Turn, phone: str) -> list[Reply]:
         return [Reply(turn.t("link_not_found"), (Button(turn.t("talk_to_human"), "human:yes"),))]
     await crm.customers.link_identity(channel=turn.incoming.channel, external_id=turn.incoming.external_id,
                                       customer_id=customer.id)
+    return await welcome_linked(turn, customer)
+
+
+async def welcome_linked(turn: _Turn, customer: Any, *, intent: str | None = None) -> list[Reply]:
+    """The chat now speaks for `customer`: greet them by name with their points."""
     turn.customer_id = customer.id
-    return [Reply(turn.t("linked", name=customer.name or "") + "\n\n" + await summary_text(turn), remove_keyboard=True)]
+    return [Reply(turn.t("linked", name=customer.name or "") + "\n\n" + await summary_text(turn),
+                  remove_keyboard=True, intent=intent)]

@@ -42,6 +42,7 @@ class Reply:
     request_contact: str | None = None  # Telegram: a "share my phone number" keyboard button with this label
     remove_keyboard: bool = False  # Telegram: take that keyboard away again
     image_url: str | None = None  # an image shown with the text (a lesson's picture)
+    markdown: bool = False  # the text is Markdown (a KB answer, a lesson): channels render it
 
     def payload(self) -> dict[str, Any]:
         """What is stored with the message besides its text, and travels with a pushed message."""
@@ -49,6 +50,8 @@ class Reply:
                                 "decision": self.decision}
         if self.image_url:
             data["image_url"] = self.image_url
+        if self.markdown:
+            data["markdown"] = True
         return data
 
     @classmethod
@@ -56,14 +59,18 @@ class Reply:
         """A stored or pushed message back as a Reply (for the channel that delivers it)."""
         buttons = tuple(Button(str(b["label"]), str(b["payload"])) for b in payload.get("buttons", []))
         return cls(text, buttons, decision=payload.get("decision", "flow"), image_url=payload.get("image_url"),
-                   message_id=message_id)
+                   markdown=bool(payload.get("markdown")), message_id=message_id)
 
     def to_json(self) -> dict[str, Any]:
+        """The web chat's JSON of the reply; a Markdown text comes with its safe HTML rendering too."""
+        from bot.markdown import to_html
+
         return {
             "text": self.text, "buttons": [{"label": b.label, "payload": b.payload} for b in self.buttons],
             "decision": self.decision, "intent": self.intent, "confidence": self.confidence,
             "article_id": self.article_id, "article_external_id": self.article_external_id,
             "message_id": self.message_id, "image_url": self.image_url,
+            "html": to_html(self.text) if self.markdown else None,
         }
 
 

@@ -3,7 +3,8 @@
 Private chats only (groups are ignored); text, button presses (callback queries) and shared contacts go to the
 engine; stickers, photos, voice and other non-text messages get a polite "text only" answer (stored like any
 message); edited messages are ignored. A per-chat throttle keeps one flooding chat from eating the bot. An
-agent's reply (AgentReplied on the event bus) is sent to the customer's chat.
+agent's reply (AgentReplied on the event bus) and a message the bot starts (BotPushed: a survey) are sent to the
+customer's chat.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.enums import ChatType
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import (
     BotCommand,
     CallbackQuery,
@@ -33,18 +34,19 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from bot.engine import DialogueEngine
+from bot.markdown import to_telegram_html
 from bot.messages import Incoming, Reply
 from bot.texts import language_from_code, text
 from crm_store.enums import DeliveryStatus
-from crm_store.events import AgentReplied, DomainEvent
+from crm_store.events import AgentReplied, BotPushed, DomainEvent
 
 log = logging.getLogger(__name__)
 
 COMMANDS = {
-    "en": [("start", "Start / welcome"), ("help", "What I can do"), ("human", "Talk to a person"),
-           ("language", "English / 中文"), ("stop", "No more surveys or offers")],
-    "zh": [("start", "开始"), ("help", "使用帮助"), ("human", "转人工客服"), ("language", "切换语言 English / 中文"),
-           ("stop", "不再接收问卷和推广")],
+    "en": [("start", "Start / welcome"), ("help", "What I can do"), ("courses", "Product courses"),
+           ("human", "Talk to a person"), ("language", "English / 中文"), ("stop", "No more surveys or offers")],
+    "zh": [("start", "开始"), ("help", "使用帮助"), ("courses", "产品课程"), ("human", "转人工客服"),
+           ("language", "切换语言 English / 中文"), ("stop", "不再接收问卷和推广")],
 }
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 CALLBACK_DATA_MAX = 64  # bytes, Telegram's limit
@@ -82,8 +84,11 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | Reply
         return ReplyKeyboardRemove()
     if not reply.buttons:
         return None
-    rows = [[InlineKeyboardButton(text=b.label[:64], callback_data=b.payload.encode()[:CALLBACK_DATA_MAX].decode(
-        errors="ignore"))] for b in reply.buttons]
+    buttons = [InlineKeyboardButton(text=b.label[:64], callback_data=b.payload.encode()[:CALLBACK_DATA_MAX].decode(
+        errors="ignore")) for b in reply.buttons]
+    # Short labels (a 0–10 scale, star ratings) share rows; anything longer gets a row of its own.
+    per_row = 6 if len(buttons) > 3 and all(len(b.text) <= 5 for b in buttons) else 1
+    rows = [buttons[i:i + per_row] for i in range(0, len(buttons), per_row)]
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
@@ -106,7 +111,8 @@ class TelegramChannel:
                                            language_code=None if language == "en" else language)
 
     def attach(self, bus: Any) -> None:
-        """Deliver agents' replies to Telegram chats (one consumer group for all bot processes)."""
+        """Deliver agents' replies and pushed bot messages to Telegram chats (one consumer group for all bot
+        processes)."""
         bus.subscribe("telegram-delivery", self.on_event)
 
     async def start_polling(self, **kwargs: Any) -> None:
@@ -184,17 +190,41 @@ class TelegramChannel:
             await self._send_text(chat_id, text("unavailable", language))
             return
         for reply in outcome.replies:
+            await self._deliver(chat_id, reply)
+
+    async def _deliver(self, chat_id: int, reply: Reply, *, reraise: bool = False) -> None:
+        """Send one reply (its picture first, if any) and record whether Telegram accepted it; with `reraise`,
+        a refusal is raised again (the event bus then delivers the event again later)."""
+        if reply.image_url:
             try:
-                sent = await self.bot.send_message(chat_id, reply.text, reply_markup=keyboard(reply))
-            except TelegramAPIError:
-                log.exception("telegram: could not send to chat %s", chat_id)
-                if reply.message_id is not None:
-                    await self.engine.crm.conversations.mark_delivery(message_id=reply.message_id,
-                                                                      status=DeliveryStatus.FAILED)
-                continue
+                await self.bot.send_photo(chat_id, reply.image_url)
+            except TelegramAPIError:  # a broken picture must not cost the customer the text
+                log.warning("telegram: could not send the picture %s to chat %s", reply.image_url, chat_id)
+        try:
+            sent = await self._send_formatted(chat_id, reply)
+        except TelegramAPIError:
+            log.exception("telegram: could not send to chat %s", chat_id)
             if reply.message_id is not None:
-                await self.engine.crm.conversations.mark_delivery(
-                    message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=str(sent.message_id))
+                await self.engine.crm.conversations.mark_delivery(message_id=reply.message_id,
+                                                                  status=DeliveryStatus.FAILED)
+            if reraise:
+                raise
+            return
+        if reply.message_id is not None:
+            await self.engine.crm.conversations.mark_delivery(
+                message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=str(sent.message_id))
+
+    async def _send_formatted(self, chat_id: int, reply: Reply) -> Message:
+        """A Markdown reply as Telegram HTML; should Telegram refuse the markup, the plain text still goes."""
+        if reply.markdown:
+            try:
+                return await self.bot.send_message(chat_id, to_telegram_html(reply.text), parse_mode="HTML",
+                                                   reply_markup=keyboard(reply))
+            except TelegramBadRequest as exc:
+                if "entities" not in str(exc):
+                    raise
+                log.warning("telegram: the formatted text was refused (%s); sending it plain", exc)
+        return await self.bot.send_message(chat_id, reply.text, reply_markup=keyboard(reply))
 
     async def _send_text(self, chat_id: int, body: str) -> None:
         try:
@@ -202,14 +232,16 @@ class TelegramChannel:
         except TelegramAPIError:
             log.exception("telegram: could not send to chat %s", chat_id)
 
-    # --- agents' replies -----------------------------------------------------------------------------------
+    # --- agents' replies and pushed messages ----------------------------------------------------------------
 
     async def on_event(self, event: DomainEvent) -> None:
-        if not isinstance(event, AgentReplied) or event.channel != "telegram" or not event.external_id:
+        if not isinstance(event, AgentReplied | BotPushed) or event.channel != "telegram" or not event.external_id:
             return
-        sent = await self.bot.send_message(int(event.external_id), event.text)
-        await self.engine.crm.conversations.mark_delivery(
-            message_id=event.message_id, status=DeliveryStatus.SENT, channel_message_id=str(sent.message_id))
+        if isinstance(event, BotPushed):
+            reply = Reply.from_payload(event.text, event.payload, message_id=event.message_id)
+        else:
+            reply = Reply(event.text, message_id=event.message_id)
+        await self._deliver(int(event.external_id), reply, reraise=True)
 
 
 def telegram_webhook_router(channel: TelegramChannel, path: str = "/telegram/webhook") -> APIRouter:

@@ -12,9 +12,11 @@ TEXTS: dict[str, dict[str, str]] = {
               "或输入 /human 联系人工客服。",
     },
     "help": {
-        "en": "You can ask me a question in your own words.\n/human: talk to a person\n/language: 中文 / English\n"
-              "/stop: no more surveys or offers",
-        "zh": "直接用您自己的话提问就可以。\n/human：联系人工客服\n/language：English / 中文\n"
+        "en": "You can ask me a question in your own words, or ask about your points.\n/courses: product courses\n"
+              "/link CODE: link this chat to your membership\n/human: talk to a person\n"
+              "/language: 中文 / English\n/stop: no more surveys or offers",
+        "zh": "直接用您自己的话提问就可以，也可以查询积分。\n/courses：产品课程\n"
+              "/link 关联码：将本对话关联到您的会员账户\n/human：联系人工客服\n/language：English / 中文\n"
               "/stop：不再接收问卷和推广",
     },
     "greet": {"en": "Hello! How can I help you today?", "zh": "您好！请问有什么可以帮您？"},
@@ -71,13 +73,16 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "link_ask_telegram": {
         "en": "To show your points I first need to know who you are. Tap the button below to share your phone "
-              "number; I'll match it with your membership.",
-        "zh": "查询积分前需要先确认您的会员身份。请点击下方按钮分享您的手机号，我会为您匹配会员账户。",
+              "number; I'll match it with your membership. If our team gave you a link code, type /link CODE "
+              "instead.",
+        "zh": "查询积分前需要先确认您的会员身份。请点击下方按钮分享您的手机号，我会为您匹配会员账户。"
+              "如果客服给了您关联码，也可以直接输入 /link 关联码。",
     },
     "link_ask_webchat": {
-        "en": "To show your points I first need to link this chat to your membership. Ask our team for a link "
-              "code, or talk to a person now.",
-        "zh": "查询积分前需要先将本对话与您的会员账户关联。请向客服索取关联码，或现在转人工客服。",
+        "en": "To show your points I first need to link this chat to your membership. Type /link CODE with the "
+              "link code our team gave you (ask them for one if you have none), or talk to a person now.",
+        "zh": "查询积分前需要先将本对话与您的会员账户关联。请输入 /link 关联码（关联码可向客服索取），"
+              "或现在转人工客服。",
     },
     "share_phone": {"en": "📱 Share my phone number", "zh": "📱 分享我的手机号"},
     "link_own_contact": {
@@ -119,8 +124,71 @@ TEXTS: dict[str, dict[str, str]] = {
         "zh": "我目前只能识别文字消息，请直接输入您的问题。",
     },
     # --- linking (one-time tokens) -------------------------------------------------------------------------
+    "link_code_missing": {
+        "en": "Please type the link code after /link, like this: /link CODE. Our team can give you one, or you "
+              "can talk to a person now.",
+        "zh": "请在 /link 后面输入关联码，例如：/link 关联码。关联码可向客服索取，您也可以现在转人工客服。",
+    },
+    "link_code_unknown": {
+        "en": "Sorry, I don't recognize that link code. Please check it and try again, or talk to a person.",
+        "zh": "抱歉，无法识别该关联码。请检查后重试，或转人工客服。",
+    },
+    "link_code_used": {
+        "en": "That link code has already been used: each code works only once. Ask our team for a new one, or "
+              "talk to a person.",
+        "zh": "该关联码已被使用，每个关联码只能使用一次。请向客服索取新的关联码，或转人工客服。",
+    },
+    "link_code_expired": {
+        "en": "That link code has expired. Ask our team for a new one, or talk to a person.",
+        "zh": "该关联码已过期。请向客服索取新的关联码，或转人工客服。",
+    },
+    "link_code_conflict": {
+        "en": "This chat is already linked to another membership, so I can't use that code here. A person can "
+              "help you sort it out.",
+        "zh": "本对话已关联其他会员账户，无法在这里使用该关联码。人工客服可以帮您处理。",
+    },
     # --- surveys -------------------------------------------------------------------------------------------
+    "survey_intro_csat": {
+        "en": "Your request has been resolved. Could you tell us how we did? It takes a few seconds.",
+        "zh": "您的问题已处理完毕。能花几秒钟评价一下我们的服务吗？",
+    },
+    "survey_intro_nps": {"en": "A quick question from Kefu Tea & Co.:", "zh": "Kefu Tea & Co. 想请您回答一个小问题："},
+    "survey_skip": {"en": "Skip", "zh": "跳过"},
+    "survey_thanks": {"en": "Thank you for your feedback! 🙏", "zh": "感谢您的反馈！🙏"},
+    "survey_already": {"en": "You've already answered that one, thank you!", "zh": "您已经回答过这个问题了，谢谢！"},
+    "survey_invalid": {"en": "Sorry, I didn't get that answer.", "zh": "抱歉，没有识别到您的回答。"},
+    "survey_expired": {"en": "Sorry, this survey has closed.", "zh": "抱歉，该问卷已结束。"},
+    "survey_unknown": {"en": "Sorry, that survey isn't available.", "zh": "抱歉，该问卷不可用。"},
     # --- courses -------------------------------------------------------------------------------------------
+    "course_catalogue": {"en": "📚 Our tea courses:", "zh": "📚 我们的茶课程："},
+    "course_nothing_to_continue": {"en": "You have no course in progress. Pick one to start:",
+                                   "zh": "您目前没有进行中的课程，请选择一门开始："},
+    "course_line": {"en": "• {title}: {description} ({lessons} lessons)",
+                    "zh": "• {title}：{description}（共 {lessons} 课）"},
+    "course_none": {"en": "There are no courses to take right now.", "zh": "目前还没有开放的课程。"},
+    "course_start": {"en": "▶ Start: {title}", "zh": "▶ 开始：{title}"},
+    "course_continue": {"en": "⏯ Continue: {title} ({done}/{total})", "zh": "⏯ 继续：{title}（{done}/{total}）"},
+    "course_done": {"en": "✅ {title}: completed", "zh": "✅ {title}：已完成"},
+    "course_resume": {"en": "Welcome back! Let's continue “{title}” where you left off.",
+                      "zh": "欢迎回来！我们从上次停下的地方继续《{title}》。"},
+    "course_lesson": {"en": "📖 Lesson {n}/{total}: {title}", "zh": "📖 第 {n}/{total} 课：{title}"},
+    "course_link": {"en": "🔗 Read more: {url}", "zh": "🔗 延伸阅读：{url}"},
+    "course_question": {"en": "❓ Question {n}/{total}: {prompt}", "zh": "❓ 第 {n}/{total} 题：{prompt}"},
+    "course_next": {"en": "Next lesson ▶", "zh": "下一课 ▶"},
+    "course_finish": {"en": "Finish the course 🎓", "zh": "完成课程 🎓"},
+    "course_correct": {"en": "✅ Correct! {explanation}", "zh": "✅ 回答正确！{explanation}"},
+    "course_wrong": {"en": "❌ Not quite: the answer is “{answer}”. {explanation}",
+                     "zh": "❌ 不太对，正确答案是“{answer}”。{explanation}"},
+    "course_already_answered": {"en": "You've already answered that question; your first answer counts.",
+                                "zh": "这道题您已经回答过了，以第一次的答案为准。"},
+    "course_lesson_done_before": {"en": "You've already finished that lesson.", "zh": "这一课您已经学完了。"},
+    "course_where_you_are": {"en": "Let's carry on from where you are:", "zh": "我们从您现在的进度继续："},
+    "course_completed": {"en": "🎓 Congratulations, you've completed “{title}”! Quiz score: {correct}/{total}.",
+                         "zh": "🎓 恭喜您完成了《{title}》！测验得分：{correct}/{total}。"},
+    "course_resume_button": {"en": "Continue ▶", "zh": "继续学习 ▶"},
+    "course_all": {"en": "📚 All courses", "zh": "📚 全部课程"},
+    "course_stale": {"en": "Sorry, that button doesn't work any more. Here are the courses you can take:",
+                     "zh": "抱歉，这个按钮已失效。您可以从这里选择课程："},
 }
 
 

@@ -2,11 +2,13 @@
 agent's reply) to the open page, and a small embeddable widget page.
 
     POST /webchat/api/messages   {"visitor_id": "...", "text": "..."}  or  {"visitor_id": "...", "payload": "..."}
+    GET  /webchat/api/messages?visitor_id=...  the chat so far (a reopened page shows it, a survey sent meanwhile)
     GET  /webchat/api/events?visitor_id=...   text/event-stream: `event: message` with a reply's JSON
     GET  /webchat                 the widget page
 
-Agent replies travel as AgentReplied events on the CRM's event bus; every web process listens with its own
-consumer group (each must see every event, since any of them may hold the visitor's open page).
+Agent replies (AgentReplied) and messages the bot starts (BotPushed: a survey) travel on the CRM's event bus;
+every web process listens with its own consumer group (each must see every event, since any of them may hold the
+visitor's open page).
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 
 from bot.engine import DialogueEngine
-from bot.messages import Incoming
+from bot.messages import Incoming, Reply
 from bot.texts import text
-from crm_store.events import AgentReplied, DomainEvent
+from crm_store.events import AgentReplied, BotPushed, DomainEvent
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,13 @@ class WebchatHub:
         bus.subscribe(f"webchat-push-{uuid.uuid4().hex[:12]}", self.on_event)
 
     async def on_event(self, event: DomainEvent) -> None:
-        if not isinstance(event, AgentReplied) or event.channel != "webchat" or not event.external_id:
+        if not isinstance(event, AgentReplied | BotPushed) or event.channel != "webchat" or not event.external_id:
             return
-        message = {"text": event.text, "buttons": [], "decision": "agent", "message_id": event.message_id,
-                   "conversation_id": event.conversation_id}
+        if isinstance(event, BotPushed):
+            message = Reply.from_payload(event.text, event.payload, message_id=event.message_id).to_json()
+        else:
+            message = {"text": event.text, "buttons": [], "decision": "agent", "message_id": event.message_id}
+        message["conversation_id"] = event.conversation_id
         for queue in list(self._pages.get(event.external_id, ())):
             queue.put_nowait(message)
 
@@ -108,6 +113,12 @@ def webchat_router(engine: DialogueEngine, hub: WebchatHub) -> APIRouter:
             "replies": [r.to_json() for r in outcome.replies],
         })
 
+    @router.get("/webchat/api/messages")
+    async def history(visitor_id: str = Query(pattern=VISITOR_ID),
+                      limit: int = Query(default=50, ge=1, le=200)) -> JSONResponse:
+        messages = await engine.crm.conversations.history(channel="webchat", external_id=visitor_id, limit=limit)
+        return JSONResponse({"messages": [_shown(x) for x in messages]})
+
     @router.get("/webchat/api/events")
     async def events(visitor_id: str = Query(pattern=VISITOR_ID)) -> StreamingResponse:
         async def stream() -> AsyncIterator[str]:
@@ -129,6 +140,15 @@ def webchat_router(engine: DialogueEngine, hub: WebchatHub) -> APIRouter:
         return HTMLResponse(_page())
 
     return router
+
+
+def _shown(message: Any) -> dict[str, Any]:
+    """A stored message as the widget shows it: who said it, the text, and a bot message's buttons."""
+    sender = "me" if message.sender == "customer" else str(message.sender)
+    shown = Reply.from_payload(message.text, message.payload or {}, message_id=message.id).to_json()
+    if sender != "bot":
+        shown["buttons"] = []
+    return {**shown, "sender": sender, "created_at": message.created_at.isoformat()}
 
 
 def create_webchat_app(engine: DialogueEngine, hub: WebchatHub) -> FastAPI:

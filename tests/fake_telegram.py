@@ -298,6 +298,11 @@ class FakeTelegram:
         self._chats: dict[int, dict[str, Any]] = {}
         self._users: dict[int, dict[str, Any]] = {}
         self._callback_ids: set[str] = set()
+        # Webhook delivery (``deliver_to``): updates are POSTed to the bot, in order, retried on non-2xx.
+        self._webhook_target: tuple[str, str | None] | None = None
+        self._outbox: asyncio.Queue[dict[str, Any]] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self.webhook_statuses: list[int] = []
         self._answered_callbacks: set[str] = set()
         self._blocked: set[int] = set()
         self._failures: dict[str, list[TelegramError]] = {}
@@ -353,6 +358,9 @@ class FakeTelegram:
         """Wake pending long polls, close the sessions of bots made by ``bot()``, stop the server."""
         self._closing = True
         self._bump()
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
         for bot in self._bots:
             await bot.session.close()
         if self._client is not None:
@@ -432,6 +440,8 @@ class FakeTelegram:
         self._learn(update)
         self._queue.append(_Queued(update))
         self._bump()
+        if self._outbox is not None:
+            self._outbox.put_nowait(update)
         return update
 
     def redeliver(self, update: dict[str, Any]) -> dict[str, Any]:
@@ -444,6 +454,8 @@ class FakeTelegram:
         else:
             self._queue.append(_Queued(copy.deepcopy(update), forced=True))
         self._bump()
+        if self._outbox is not None:
+            self._outbox.put_nowait(copy.deepcopy(update))
         return update
 
     def user_message(
@@ -579,6 +591,32 @@ class FakeTelegram:
         return self.push({"edited_message": copy.deepcopy(message)})
 
     # --- webhook mode ----------------------------------------------------------------------------------------------
+
+    def deliver_to(self, url: str, secret_token: str | None = None, *, retry_delay: float = 0.2,
+                   attempts: int = 20) -> None:
+        """From now on, POST every injected update to the webhook ``url`` as Telegram does: one at a time, in
+        order, again after a non-2xx answer or a connection error (up to ``attempts`` times); the HTTP statuses
+        are kept in ``webhook_statuses``."""
+        self._webhook_target = (url, secret_token)
+        self._outbox = asyncio.Queue()
+        for queued in self._queue:  # anything already waiting goes first
+            self._outbox.put_nowait(queued.update)
+
+        async def send_forever() -> None:
+            assert self._outbox is not None
+            while True:
+                update = await self._outbox.get()
+                for _ in range(attempts):
+                    try:
+                        status = await self.post_webhook(url, update, secret_token)
+                    except (OSError, TimeoutError):
+                        status = 0
+                    self.webhook_statuses.append(status)
+                    if 200 <= status < 300:
+                        break
+                    await asyncio.sleep(retry_delay)
+
+        self._sender = asyncio.create_task(send_forever(), name="fake-telegram-webhook")
 
     async def post_webhook(self, url: str, update: dict[str, Any], secret_token: str | None = None) -> int:
         """POST ``update`` to the bot's webhook ``url`` as Telegram does (JSON body, the secret in

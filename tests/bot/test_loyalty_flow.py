@@ -4,31 +4,22 @@ catalogue and a redemption whose confirm button redeems once however often it is
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from bot.telegram import TelegramChannel
 from kefu.sample_data import load_sample_shop
-from tests.bot.conftest import Stack
+from tests.bot.conftest import Stack, TelegramRun
 from tests.fake_telegram import FakeTelegram
 
 EMILY_PHONE = "+1 415 555 0132"  # Emily Carter in the sample shop
 
 
 @pytest.fixture
-async def tg(stack: Stack) -> AsyncIterator[FakeTelegram]:
+async def tg(telegram: TelegramRun, stack: Stack) -> FakeTelegram:
+    """The sample shop, and the bot on the fake Telegram server (aiogram's polling loop, then the webhook)."""
     await load_sample_shop(stack.crm)
-    async with FakeTelegram() as fake:
-        channel = TelegramChannel(fake.bot(), stack.engine)
-        polling = asyncio.create_task(channel.start_polling(polling_timeout=1))
-        try:
-            yield fake
-        finally:
-            await channel.stop_polling()
-            await asyncio.wait_for(polling, timeout=10)
+    return telegram.tg
 
 
 def inline(message: dict[str, Any]) -> list[tuple[str, str]]:

@@ -4,7 +4,6 @@ server on 127.0.0.1, on the real dialogue engine, CRM store and event bus."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from fastapi import FastAPI
 from bot.telegram import ChatThrottle, TelegramChannel, telegram_webhook_router
 from crm_store.enums import ConversationStatus, DeliveryStatus, SenderType
 from tests import support
-from tests.bot.conftest import Stack
+from tests.bot.conftest import Stack, TelegramRun
 from tests.fake_telegram import FakeTelegram
 
 
@@ -25,19 +24,9 @@ class Running:
 
 
 @pytest.fixture
-async def running(stack: Stack) -> AsyncIterator[Running]:
-    async with FakeTelegram() as tg:
-        bot = tg.bot()
-        channel = TelegramChannel(bot, stack.engine, throttle=ChatThrottle(limit=6, window_s=60))
-        channel.attach(stack.bus)
-        await stack.bus.start()
-        await channel.set_commands()
-        polling = asyncio.create_task(channel.start_polling(polling_timeout=1))
-        try:
-            yield Running(tg, channel, stack)
-        finally:
-            await channel.stop_polling()
-            await asyncio.wait_for(polling, timeout=10)
+def running(telegram: TelegramRun) -> Running:
+    """The bot on the fake Telegram server: every test here runs on aiogram's polling loop and on the webhook."""
+    return Running(telegram.tg, telegram.channel, telegram.stack)
 
 
 def buttons(message: dict[str, Any]) -> list[str]:
@@ -106,19 +95,20 @@ async def test_start_speaks_the_users_language_and_the_menu_exists_in_both(runni
     (welcome,) = await tg.wait_for_messages(103, 1)
     assert welcome["text"].startswith("您好, 李娜") and buttons(welcome) == ["lang:en", "lang:zh"]
     commands = tg.commands
-    assert {c["command"] for c in commands[""]} == {"start", "help", "human", "language", "stop"}
+    assert {c["command"] for c in commands[""]} == {"start", "help", "courses", "human", "language", "stop"}
     assert next(c for c in commands["zh"] if c["command"] == "human")["description"] == "转人工客服"
 
 
 async def test_a_flooding_chat_is_throttled(running: Running) -> None:
     tg = running.tg
+    running.channel.throttle = ChatThrottle(limit=6, window_s=60)
     for i in range(10):
         tg.user_message(104, f"hello {i}")
     await tg.wait_for_messages(104, 7)
     await asyncio.sleep(1.0)
     texts = tg.texts_to(104)
-    # Six answered, one notice (sent at once, before the answers, as updates are handled concurrently), the
-    # rest dropped.
+    # Six answered, one notice (with polling, sent at once, before the answers, as updates are handled
+    # concurrently; with the webhook, after them), the rest dropped.
     notice = "⏳ You're sending messages very fast; I'll answer again in a few seconds."
     assert sorted(texts) == sorted([notice] + ["Hello! How can I help you today?"] * 6), texts
 
