@@ -13,6 +13,7 @@ import typer
 
 from crm_store.enums import AgentRole  # a plain enum module: cheap to import
 from kefu.cli_support import MAX_LISTED_ERRORS, _load_settings, _run, _shown_url, _upgraded, _with_crm, fail
+from kefu.customer_cli import customer_app
 from kefu.kb_cli import kb_app
 from kefu.nlu_cli import nlu_app
 
@@ -35,6 +36,7 @@ agent_app = typer.Typer(help="Console agents.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(agent_app, name="agent")
+app.add_typer(customer_app, name="customer")
 app.add_typer(kb_app, name="kb")
 app.add_typer(nlu_app, name="nlu")
 
@@ -156,10 +158,13 @@ def agent_create(
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="Port of the agent console (once it exists).")] = 8000,
+    port: Annotated[int, typer.Option(help="Port of the web chat and the console.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     reset: Annotated[bool, typer.Option("--reset", help="Delete the SQLite database first and start over.")] = False,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the web chat, the console and (with "
+                                        "KEFU_BOT_TELEGRAM_TOKEN) the Telegram bot; --no-serve only sets up.")] = True,
 ) -> None:
-    """Set up the embedded database, load the sample shop (once) and show how to sign in."""
+    """Set up the embedded database, load the sample shop (once), and run the bot and the console on one port."""
     from kefu.sample_data import SHOP_NAME, load_sample_shop
 
     settings = _load_settings()
@@ -172,7 +177,8 @@ def demo(
     echo(f"Kefu demo: {SHOP_NAME} ({loaded})")
     echo(f"  database  {_shown_url(settings.database_url)}")
     echo(f"  {summary.customers} customers, {summary.orders} orders, {summary.tiers} loyalty tiers, "
-         f"{summary.rewards} rewards, {summary.agents} agents, {summary.articles} FAQ articles (English and Chinese)")
+         f"{summary.rewards} rewards, {summary.agents} agents, {summary.articles} FAQ articles, "
+         f"{summary.courses} training courses (English and Chinese)")
     echo("")
     echo("Sign in as:")
     for agent in summary.demo_agents:
@@ -181,13 +187,25 @@ def demo(
     echo("Try next:")
     echo("  kefu import customers FILE     add your own customers from a CSV file")
     echo("  kefu import orders FILE        record orders; points and tiers follow")
-    echo("  kefu agent create --email you@example.com --role admin")
     echo('  kefu kb search "how long does shipping take?"    ask the knowledge base in English')
     echo('  kefu kb search "我的积分怎么兑换礼品？"          ...or in Chinese')
     echo("  kefu demo --reset              start over with a fresh sample shop")
-    echo("")
-    echo(f"The agent console (http://127.0.0.1:{port}) and the bot are not part of Kefu yet; "
-         "later versions of `kefu demo` start them.")
+    if not serve:
+        return
+    from kefu.serve import serve as serve_all
+
+    def started(stack: Any) -> None:
+        echo("")
+        echo(f"Web chat  http://{host}:{port}/webchat")
+        echo(f"Console   http://{host}:{port}/")
+        if stack.telegram is None:
+            echo("Telegram  not configured: set KEFU_BOT_TELEGRAM_TOKEN to run the bot on Telegram too")
+        else:
+            echo("Telegram  " + ("webhook" if stack.webhook_path else "long polling") + " started")
+        echo("Press Ctrl+C to stop.", err=False)
+
+    _run(lambda: serve_all(host=host, port=port, store=settings, shop_name=SHOP_NAME, say=echo,
+                           started=started), settings)
 
 
 def _delete_sqlite_database(settings: StoreSettings) -> None:

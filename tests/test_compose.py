@@ -14,6 +14,7 @@ import yaml
 from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
+from bot.settings import BotSettings
 from crm_store.settings import StoreSettings
 from knowledge_base.settings import KbSettings
 from nlu.settings import NluSettings
@@ -209,7 +210,7 @@ def test_bind_mounts_reads_both_syntaxes() -> None:
 
 
 # Every settings class of Kefu, with its environment prefix.
-SETTINGS_CLASSES = [StoreSettings, KbSettings, NluSettings]
+SETTINGS_CLASSES = [StoreSettings, KbSettings, NluSettings, BotSettings]
 
 
 @pytest.mark.parametrize("settings_class", SETTINGS_CLASSES)

@@ -108,7 +108,7 @@ def sqlite_count(path: Path, table: str) -> int:
 
 
 def test_demo_on_a_fresh_directory_prints_the_agents_credentials_twice(tmp_path: Path) -> None:
-    first = kefu("demo", cwd=tmp_path)
+    first = kefu("demo", "--no-serve", cwd=tmp_path)
 
     assert first.returncode == 0, first.stderr
     database = tmp_path / "var" / "kefu.db"  # the default KEFU_DATABASE_URL
@@ -116,10 +116,11 @@ def test_demo_on_a_fresh_directory_prints_the_agents_credentials_twice(tmp_path:
     for agent in DEMO_AGENTS:
         assert agent.email in first.stdout and agent.password in first.stdout
     assert "12 customers, 30 orders, 3 loyalty tiers, 5 rewards, 2 agents" in first.stdout
+    assert "36 FAQ articles, 2 training courses" in first.stdout
     assert "kefu import customers FILE" in first.stdout
     counts = {t: sqlite_count(database, t) for t in ("customers", "orders", "agents", "messages")}
 
-    second = kefu("demo", cwd=tmp_path)
+    second = kefu("demo", "--no-serve", cwd=tmp_path)
 
     assert second.returncode == 0, second.stderr
     assert "nothing added" in second.stdout
@@ -129,13 +130,13 @@ def test_demo_on_a_fresh_directory_prints_the_agents_credentials_twice(tmp_path:
 
 
 def test_demo_reset_starts_over(tmp_path: Path) -> None:
-    assert kefu("demo", cwd=tmp_path).returncode == 0
+    assert kefu("demo", "--no-serve", cwd=tmp_path).returncode == 0
     database = tmp_path / "var" / "kefu.db"
     with sqlite3.connect(database) as conn:
         conn.execute("INSERT INTO teams (name, description, created_at, updated_at) "
                      "VALUES ('Leftover', '', '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
 
-    result = kefu("demo", "--reset", cwd=tmp_path)
+    result = kefu("demo", "--no-serve", "--reset", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert "nothing added" not in result.stdout
