@@ -68,7 +68,7 @@ class DialogueEngine:
         started = time.perf_counter()
         payload = {"button": incoming.payload} if incoming.payload else None
         recorded = await self.crm.conversations.record_incoming(
-            channel=incoming.channel, external_id=incoming.external_id, text=incoming.text,
+            channel=incoming.channel, external_id=incoming.external_id, text=linking.redacted(incoming.text),
             channel_message_id=incoming.message_id, payload=payload, display_name=incoming.display_name,
             language=language_from_code(incoming.language_code),
         )

@@ -3,6 +3,7 @@ link) or `/link <code>` (typed, in any chat). A refused code shows nobody's data
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from bot import loyalty
@@ -11,6 +12,15 @@ from crm_store.errors import DomainError, LinkTokenExpired, LinkTokenUnknown, Li
 
 if TYPE_CHECKING:
     from bot.engine import _Turn
+
+# A code in a message is a credential until used: the stored transcript keeps only its first characters.
+CODE_IN_MESSAGE = re.compile(r"^(\s*/(?:start(?:@\w+)?\s+link_|link(?:@\w+)?\s+))(\S{4})\S*", re.IGNORECASE)
+
+
+def redacted(text: str) -> str:
+    """The message as stored: `/link abcd…` rather than the whole code."""
+    return CODE_IN_MESSAGE.sub(r"\1\2…", text)
+
 
 REFUSALS: tuple[tuple[type[DomainError], str], ...] = (
     (LinkTokenUnknown, "link_code_unknown"),

@@ -74,6 +74,8 @@ async def test_web_chat_links_by_code_and_a_second_chat_sees_nobodys_data(web: t
 
     linked = await say(web, "v-link-1", f"/link {token}")
     assert "Emily Carter" in texts(linked) and f"You have {balance} points." in texts(linked)
+    stored = [m.text for m in await stack.crm.conversations.history(channel="webchat", external_id="v-link-1")]
+    assert f"/link {token[:4]}…" in stored and not any(token in text for text in stored)  # no credential kept
     assert "Your tier: Gold." in texts(linked)
     asked = await say(web, "v-link-1", "how many points do I have?")
     assert texts(asked).startswith(f"You have {balance} points.")
