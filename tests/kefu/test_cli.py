@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def kefu(
-    *args: str, cwd: Path, database_url: str | None = None, stdin: str | None = None
+    *args: str, cwd: Path, database_url: str | None = None, stdin: str | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m kefu.cli ARGS` with no KEFU_* variables but the database URL given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
@@ -33,7 +33,7 @@ def kefu(
         env["KEFU_DATABASE_URL"] = database_url
     return subprocess.run(
         [sys.executable, "-m", "kefu.cli", *args], cwd=cwd, env=env, input=stdin, capture_output=True, text=True,
-        timeout=120,
+        timeout=timeout,
         start_new_session=True,  # no controlling terminal: a hidden prompt reads stdin, never the developer's tty
     )
 

@@ -58,7 +58,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("nlu-cli")
     data = work / "nlu.yml"
     data.write_text(DATA, encoding="utf-8")
-    result = kefu("nlu", "train", "--data", str(data), "--out", str(work / "model"), cwd=work)
+    # Training loads torch and two encoders: minutes, not seconds, on a busy 2-core machine.
+    result = kefu("nlu", "train", "--data", str(data), "--out", str(work / "model"), cwd=work, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "en: 12 examples, 3 intents" in result.stdout and "zh: 12 examples, 3 intents" in result.stdout
     assert "training MLPIntentClassifier" in result.stderr  # progress on stderr
@@ -110,7 +111,8 @@ def test_cross_validation_on_a_csv_with_category(tmp_path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["text", "category"])
         writer.writerows(rows)
-    result = kefu("nlu", "evaluate", "--data", str(data), "--cross-validation", "2", "--json", cwd=tmp_path)
+    result = kefu("nlu", "evaluate", "--data", str(data), "--cross-validation", "2", "--json", cwd=tmp_path,
+                  timeout=600)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["examples"] == 12 and out["cross_validation_folds"] == 2
