@@ -5,12 +5,17 @@ from __future__ import annotations
 from crm_store.bus import EventBus
 from crm_store.db import Database
 from crm_store.services.agents import AgentService
+from crm_store.services.app_settings import AppSettingsService
+from crm_store.services.assignment import AssignmentService
+from crm_store.services.canned import CannedResponseService
 from crm_store.services.conversations import ConversationService
 from crm_store.services.courses import CourseService
 from crm_store.services.customers import CustomerService
+from crm_store.services.inbox import InboxService
 from crm_store.services.knowledge import KnowledgeService
 from crm_store.services.loyalty import LoyaltyService
 from crm_store.services.orders import OrderService
+from crm_store.services.sla import SlaService
 from crm_store.services.surveys import SurveyService
 from crm_store.services.timeline import TimelineService
 from crm_store.settings import StoreSettings
@@ -28,9 +33,15 @@ class CRM:
         self.orders = OrderService(**deps)
         self.courses = CourseService(**deps)
         self.agents = AgentService(**deps)
+        self.app_settings = AppSettingsService(**deps)  # the console's run-time settings (AppSetting rows)
         self.timeline = TimelineService(**deps)
         self.knowledge = KnowledgeService(**deps)
         self.surveys = SurveyService(**deps)
+        # the agent console: inbox queries, SLA policy, automatic assignment, canned responses
+        self.inbox = InboxService(**deps)
+        self.sla = SlaService(**deps)
+        self.assignment = AssignmentService(**deps)
+        self.canned = CannedResponseService(**deps)
 
     async def close(self) -> None:
         await self.events.close()

@@ -600,3 +600,198 @@ class LessonResult:
     step: CourseStep  # what comes next
     duplicate: bool  # the lesson had been completed before: nothing changed
     course_completed: bool  # this call completed the course
+
+
+# --- console: sessions, API tokens, agents and teams --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartedSession:
+    """A new console session; `token` (for the cookie) is shown this once: the store keeps only its hash."""
+
+    token: str
+    csrf_token: str
+    expires_at: datetime
+    agent: AgentView
+
+
+@dataclass(frozen=True)
+class AgentSessionView:
+    """A live session and its (active) agent, as read on every console request."""
+
+    id: int
+    agent: AgentView
+    csrf_token: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiTokenView:
+    id: int
+    name: str
+    prefix: str  # the first characters of the token, to recognise it in a list
+    scopes: tuple[str, ...]
+    created_by_agent_id: int | None
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, t: m.ApiToken) -> ApiTokenView:
+        return cls(t.id, t.name, t.prefix, tuple(t.scopes or ()), t.created_by_agent_id, t.created_at,
+                   t.last_used_at, t.expires_at, t.revoked_at)
+
+    def active_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True)
+class CreatedApiToken:
+    """A new API token: `token` is the plaintext, shown once."""
+
+    token: str
+    view: ApiTokenView
+
+
+@dataclass(frozen=True)
+class TeamView:
+    id: int
+    name: str
+    description: str
+    members: int  # active agents in the team
+
+
+@dataclass(frozen=True)
+class AppSettingView:
+    key: str
+    value: Any
+    updated_at: datetime
+    updated_by_agent_id: int | None
+
+    @classmethod
+    def of(cls, s: m.AppSetting) -> AppSettingView:
+        return cls(s.key, s.value, s.updated_at, s.updated_by_agent_id)
+
+
+# --- console: inbox, SLA, assignment, canned responses ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlaPolicyView:
+    id: int
+    priority: str
+    tier_id: int | None  # None: every tier without a row of its own
+    first_response_minutes: int
+    resolution_minutes: int
+
+    @classmethod
+    def of(cls, p: m.SlaPolicy) -> SlaPolicyView:
+        return cls(p.id, str(p.priority), p.tier_id, p.first_response_minutes, p.resolution_minutes)
+
+
+@dataclass(frozen=True)
+class SlaTargets:
+    first_response_minutes: int
+    resolution_minutes: int
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    """One inbox view; an empty tuple or None means "any"."""
+
+    statuses: tuple[str, ...] = ("new", "open", "pending")
+    priorities: tuple[str, ...] = ()
+    assignee: str | int = "anyone"  # "me" (the viewer), "unassigned", "anyone", or an agent's id
+    team_id: int | None = None
+    channel: str | None = None
+    overdue: bool = False  # only tickets whose next SLA deadline has passed
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    ticket_id: int
+    conversation_id: int
+    subject: str
+    status: str
+    priority: str
+    customer_id: int
+    customer_name: str
+    channel: str | None
+    assignee_id: int | None
+    assignee_name: str | None
+    team_id: int | None
+    team_name: str | None
+    sla_due_at: datetime | None
+    overdue: bool
+    last_message: str | None  # the start of the last message the customer saw or wrote (no agent notes)
+    last_message_at: datetime | None
+    waiting_since: datetime | None  # the customer's oldest unanswered message
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    rows: tuple[InboxRow, ...]
+    next_cursor: str | None  # pass it back as `cursor` for the next page; None on the last page
+
+
+@dataclass(frozen=True)
+class InboxCounts:
+    mine: int
+    unassigned: int
+    all_open: int  # every ticket in the counted statuses (new, open, pending unless asked otherwise)
+    overdue: int
+    by_status: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CustomerSummary:
+    id: int
+    name: str
+    email: str | None
+    phone: str | None
+    language: str
+    tags: tuple[str, ...]
+    tier_name: str | None
+    points_balance: int
+    channel: str | None  # the conversation's chat
+    display_name: str  # the name the chat shows (Telegram's first name, ...)
+
+
+@dataclass(frozen=True)
+class TicketSla:
+    channel: str | None
+    first_response_due_at: datetime | None
+    resolution_due_at: datetime | None
+    sla_due_at: datetime | None
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    conversation: ConversationView
+    ticket: TicketView | None  # the active ticket, else the latest one, if any
+    sla: TicketSla | None
+    customer: CustomerSummary
+    messages: tuple[MessageView, ...]  # oldest first
+    agent_names: dict[int, str]  # of the agents who wrote these messages
+    next_before_id: int | None  # pass it as `before_id` for older messages; None when there are none
+
+
+@dataclass(frozen=True)
+class CannedResponseView:
+    id: int
+    shortcut: str
+    title: str
+    body: str
+    language: str
+    team_id: int | None
+    created_by_agent_id: int | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, c: m.CannedResponse) -> CannedResponseView:
+        return cls(c.id, c.shortcut, c.title, c.body, c.language, c.team_id, c.created_by_agent_id, c.updated_at)

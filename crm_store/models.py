@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -50,6 +51,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+ACTIVE_TICKETS_SQL = "status IN ('new', 'open', 'pending')"
 
 
 def enum_column(enum: type, **kwargs: Any) -> Any:
@@ -97,8 +101,83 @@ class Agent(TimestampMixin, Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"), index=True)
     language: Mapped[str] = mapped_column(String(8), default="en")
+    # Round-robin assignment: the agent given a ticket longest ago is next.
+    last_assigned_at: Mapped[datetime | None]
 
     team: Mapped[Team | None] = relationship(lazy="raise")
+
+
+class AgentSession(Base):
+    """A signed-in console session: the cookie holds a random token, the store only its hash."""
+
+    __tablename__ = "agent_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))  # every form and HTMX request of the session carries it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ApiToken(Base):
+    """An admin-issued token for the REST API (`Authorization: Bearer ...`); only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # the first characters, to recognise a token in a list
+    scopes: Mapped[list[str]] = mapped_column(default=list)  # e.g. ["tickets:read", "messages:write"]
+    created_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class CannedResponse(TimestampMixin, Base):
+    """A saved reply; its body may hold variables such as {customer.name}, {agent.name}, {ticket.id}."""
+
+    __tablename__ = "canned_responses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shortcut: Mapped[str] = mapped_column(String(50), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    created_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+
+
+class SlaPolicy(TimestampMixin, Base):
+    """First-response and resolution targets for a ticket priority, optionally for one loyalty tier only (a tier's
+    row wins over the tier-less one)."""
+
+    __tablename__ = "sla_policies"
+    __table_args__ = (UniqueConstraint("priority", "tier_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    priority: Mapped[TicketPriority] = mapped_column(enum_column(TicketPriority))
+    tier_id: Mapped[int | None] = mapped_column(ForeignKey("loyalty_tiers.id", ondelete="CASCADE"))
+    first_response_minutes: Mapped[int] = mapped_column(Integer)
+    resolution_minutes: Mapped[int] = mapped_column(Integer)
+
+
+class AppSetting(Base):
+    """A console setting changed by an admin (assignment strategy, ...): one JSON value per key."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
 
 
 class Customer(TimestampMixin, Base):
@@ -210,7 +289,14 @@ class Message(Base):
 
 class Ticket(TimestampMixin, Base):
     __tablename__ = "tickets"
-    __table_args__ = (Index("ix_tickets_status_sla", "status", "sla_due_at"),)
+    __table_args__ = (
+        Index("ix_tickets_status_sla", "status", "sla_due_at"),
+        Index("ix_tickets_assignee_status_sla", "assignee_id", "status", "sla_due_at"),
+        Index("ix_tickets_team_status_sla", "team_id", "status", "sla_due_at"),
+        # The inbox's default view (every active ticket by due time) reads this in order and stops at a page.
+        Index("ix_tickets_active_due", "sla_due_at", "id", postgresql_where=text(ACTIVE_TICKETS_SQL),
+              sqlite_where=text(ACTIVE_TICKETS_SQL)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
@@ -221,9 +307,14 @@ class Ticket(TimestampMixin, Base):
     status: Mapped[TicketStatus] = mapped_column(enum_column(TicketStatus), default=TicketStatus.NEW)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), index=True)
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"), index=True)
+    # The next SLA deadline: the first-response target until an agent answered, then the resolution target.
     sla_due_at: Mapped[datetime | None]
+    first_response_due_at: Mapped[datetime | None]
+    resolution_due_at: Mapped[datetime | None]
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
+    # The customer's chat channel (for the inbox's channel filter without a join).
+    channel: Mapped[Channel | None] = mapped_column(enum_column(Channel))
     # What the bot had tried before the handoff: {"reason", "intents": [...], "articles": [...], "tier"}.
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

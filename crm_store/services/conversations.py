@@ -34,6 +34,7 @@ from crm_store.events import (
     TicketResolved,
     TicketUpdated,
 )
+from crm_store.services import sla
 from crm_store.services.base import Service
 from crm_store.services.customers import identify_in
 from crm_store.services.loyalty import customer_tier
@@ -133,6 +134,7 @@ class ConversationService(Service):
                 ticket = await _active_ticket(uow.session, conversation.id)
                 if ticket is not None and ticket.first_response_at is None:
                     ticket.first_response_at = now
+                    sla.answered(ticket)  # the resolution target is next
             await uow.session.flush()
             identity = (
                 await uow.session.get(m.ChannelIdentity, conversation.identity_id)
@@ -231,8 +233,11 @@ class ConversationService(Service):
             ticket = m.Ticket(
                 conversation_id=conversation.id, customer_id=conversation.customer_id, subject=subject[:300],
                 category=category, priority=priority, status=TicketStatus.NEW, team_id=conversation.team_id,
-                created_at=now, sla_due_at=now + self.settings.sla_target(priority), context=context,
+                created_at=now, context=context, channel=await uow.session.scalar(
+                    select(m.ChannelIdentity.channel).where(m.ChannelIdentity.id == conversation.identity_id)
+                ),
             )
+            await sla.start(uow.session, self.settings, ticket, tier_id=tier.id if tier else None)
             uow.session.add(ticket)
             conversation.status = ConversationStatus.PENDING
             conversation.priority = priority
@@ -251,21 +256,10 @@ class ConversationService(Service):
         """Give the ticket (and its conversation) to an agent, or unassign it with None."""
         async with self.uow() as uow:
             ticket = await _get_ticket(uow.session, ticket_id, for_update=True)
-            if agent_id is not None:
-                agent = await uow.session.get(m.Agent, agent_id)
-                if agent is None or not agent.active:
-                    raise NotFound(f"No active agent {agent_id}.")
-            if ticket.assignee_id == agent_id:
-                return TicketView.of(ticket)
-            before = ticket.assignee_id
-            ticket.assignee_id = agent_id
-            conversation = await _get_conversation(uow.session, ticket.conversation_id)
-            conversation.assignee_id = agent_id
-            if agent_id is not None and ticket.status == TicketStatus.NEW:
-                ticket.status = TicketStatus.OPEN
-            if agent_id is not None and conversation.status == ConversationStatus.PENDING:
-                conversation.status = ConversationStatus.OPEN
-            _log(uow, ticket, TicketEventKind.ASSIGNED, by_agent_id, _s(before), _s(agent_id))
+            agent = await uow.session.get(m.Agent, agent_id) if agent_id is not None else None
+            if agent_id is not None and (agent is None or not agent.active):
+                raise NotFound(f"No active agent {agent_id}.")
+            await assign_in(uow, ticket, agent, by_agent_id=by_agent_id)
             await uow.commit()
             return TicketView.of(ticket)
 
@@ -288,6 +282,7 @@ class ConversationService(Service):
                 ticket.resolved_at = None
                 conversation.status = ConversationStatus.OPEN if ticket.assignee_id else ConversationStatus.PENDING
                 conversation.resolved_at = None
+                await sla.reopen(uow.session, self.settings, ticket)
                 kind = TicketEventKind.REOPENED
             else:
                 kind = TicketEventKind.STATUS_CHANGED
@@ -298,7 +293,7 @@ class ConversationService(Service):
     async def change_priority(
         self, *, ticket_id: int, priority: TicketPriority | str, by_agent_id: int | None = None
     ) -> TicketView:
-        """Change the priority; the SLA due time follows from the ticket's creation."""
+        """Change the priority; the SLA due times follow from the ticket's creation (resolution: its reopening)."""
         priority = TicketPriority(priority)
         async with self.uow() as uow:
             ticket = await _get_ticket(uow.session, ticket_id, for_update=True)
@@ -306,7 +301,7 @@ class ConversationService(Service):
             if before == priority:
                 return TicketView.of(ticket)
             ticket.priority = priority
-            ticket.sla_due_at = ticket.created_at + self.settings.sla_target(priority)
+            await sla.retarget(uow.session, self.settings, ticket)
             conversation = await _get_conversation(uow.session, ticket.conversation_id)
             conversation.priority = priority
             _log(uow, ticket, TicketEventKind.PRIORITY_CHANGED, by_agent_id, str(before), str(priority))
@@ -342,6 +337,7 @@ class ConversationService(Service):
             now = utcnow()
             ticket.status = TicketStatus.RESOLVED
             ticket.resolved_at = now
+            sla.stop(ticket)
             conversation = await _get_conversation(uow.session, ticket.conversation_id)
             conversation.status = ConversationStatus.RESOLVED
             conversation.resolved_at = now
@@ -373,6 +369,25 @@ class ConversationService(Service):
                 .order_by(m.TicketEvent.created_at, m.TicketEvent.id)
             )
             return [TicketEventView.of(e) for e in rows.scalars()]
+
+
+async def assign_in(uow: UnitOfWork, ticket: m.Ticket, agent: m.Agent | None, *, by_agent_id: int | None) -> None:
+    """Inside a use case's transaction, the ticket locked: give it (and its conversation) to `agent`, or to nobody
+    with None; the agent's round-robin turn moves to the back."""
+    agent_id = agent.id if agent is not None else None
+    if ticket.assignee_id == agent_id:
+        return
+    before = ticket.assignee_id
+    ticket.assignee_id = agent_id
+    conversation = await _get_conversation(uow.session, ticket.conversation_id)
+    conversation.assignee_id = agent_id
+    if agent is not None:
+        agent.last_assigned_at = utcnow()
+        if ticket.status == TicketStatus.NEW:
+            ticket.status = TicketStatus.OPEN
+        if conversation.status == ConversationStatus.PENDING:
+            conversation.status = ConversationStatus.OPEN
+    _log(uow, ticket, TicketEventKind.ASSIGNED, by_agent_id, _s(before), _s(agent_id))
 
 
 async def _send_csat(uow: UnitOfWork, ticket: m.Ticket, conversation: m.Conversation) -> None:
