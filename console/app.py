@@ -1,37 +1,96 @@
-"""The agent console's web app. For now only its front page: the console itself (sign-in, inbox, conversations,
-customer 360, knowledge base, reports) is the next piece of work; the demo already serves it on the same port as
-the web chat, so nothing about how Kefu is run changes when it arrives."""
+"""The agent console's web app: sign-in, the sections each role may open, and administration.
+
+`install_console` adds it to an existing FastAPI app (the demo serves the web chat and the Telegram webhook on the
+same app and port): its checks are per-route dependencies and its error handlers answer only the console's own
+exceptions, so the other routes are untouched. `create_console_app` is the console on its own."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Kefu</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}}
-a{{color:#2f6f4f}} code{{background:#f2f2f2;padding:0 .3em}}</style></head>
-<body><h1>Kefu · 客服</h1>
-<p>{shop}: customer-service bot and agent console.</p>
-<ul>
-<li><a href="/webchat">Open the web chat</a>: ask about shipping, returns or tea, type <code>/courses</code>,
-<code>/human</code>, or write in Chinese.</li>
-<li>Telegram: {telegram}</li>
-<li>The agent console (inbox, conversations, customer 360) is not built yet; agents' replies and ticket
-resolutions can be made with the CRM store's services meanwhile.</li>
-</ul></body></html>"""
+from console.context import STATIC, Console
+from console.permissions import route_permission
+from console.routes import console_router
+from console.security import (
+    Forbidden,
+    LoginRequired,
+    clear_session_cookie,
+    login_path,
+    session_token,
+    wants_json,
+)
+from console.settings import ConsoleSettings
+from console.throttle import LoginThrottle, build_throttle
+from console.web import redirect, render, with_security_headers
+from crm_store.crm import CRM
+
+# Console routes that anyone may open; every other one must declare its permission with `require(...)`.
+PUBLIC_PATHS = frozenset({"/login", "/healthz"})
 
 
-def console_router(*, shop_name: str = "Kefu", telegram: str = "not configured (set KEFU_BOT_TELEGRAM_TOKEN)",
-                   **_: Any) -> APIRouter:
-    router = APIRouter()
-    page = PAGE.format(shop=shop_name, telegram=telegram)
+def console_routes(routes: Iterable[Any]) -> list[Any]:
+    """The routes the console's own modules define, among all of an app's routes (each with its full `path`,
+    `methods`, `endpoint` and `dependant`)."""
+    try:  # FastAPI 0.16x keeps included routers whole; this walks them
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI copies every included route into app.routes
+        flat = [r for r in routes if isinstance(r, APIRoute)]
+    else:
+        flat = [c for c in iter_route_contexts(list(routes)) if isinstance(c.original_route, APIRoute)]
+    return [r for r in flat if getattr(r.endpoint, "__module__", "").split(".")[0] == "console"]
 
-    @router.get("/", response_class=HTMLResponse)
-    async def front_page() -> HTMLResponse:
-        return HTMLResponse(page)
 
-    return router
+def unguarded_routes(routes: Iterable[Any]) -> list[str]:
+    """"METHODS /path" of every console route that is neither public nor behind a permission."""
+    return [f"{','.join(sorted(r.methods))} {r.path}" for r in console_routes(routes)
+            if r.path not in PUBLIC_PATHS and route_permission(r) is None]
+
+
+def install_console(
+    app: FastAPI, *, crm: CRM, settings: ConsoleSettings | None = None, kb: Any = None, shop_name: str = "Kefu",
+    footer_links: Sequence[tuple[str, str]] = (), throttle: LoginThrottle | None = None,
+) -> Console:
+    """Add the console's routes, static files and error pages to `app`; the caller closes the returned Console."""
+    console = Console(crm=crm, settings=settings or ConsoleSettings(), kb=kb, shop_name=shop_name,
+                      footer_links=tuple(footer_links),
+                      throttle=throttle if throttle is not None else build_throttle(crm.settings.redis_url))
+    app.state.console = console
+    app.include_router(console_router())
+    if missing := unguarded_routes(app.routes):
+        raise RuntimeError(f"console routes without a permission: {', '.join(missing)}")
+    app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(Forbidden, _forbidden)
+    return console
+
+
+def create_console_app(*, crm: CRM, settings: ConsoleSettings | None = None, kb: Any = None,
+                       **options: Any) -> FastAPI:
+    """The console alone, as an ASGI app (tests, or a deployment that serves the bot elsewhere)."""
+    app = FastAPI(title="Kefu console", docs_url=None, redoc_url=None, openapi_url=None)
+    install_console(app, crm=crm, settings=settings, kb=kb, **options)
+    return app
+
+
+async def _login_required(request: Request, _: Exception) -> Response:
+    if wants_json(request):
+        headers = {"HX-Redirect": "/login"} if request.headers.get("hx-request") == "true" else {}
+        response: Response = JSONResponse({"detail": "Sign in first."}, status_code=401, headers=headers)
+    else:
+        response = redirect(login_path(request))
+    if session_token(request):  # a cookie that no longer opens a session: drop it
+        clear_session_cookie(request, response)
+    return with_security_headers(response)
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    message = exc.message if isinstance(exc, Forbidden) else "Forbidden."
+    if wants_json(request):
+        return with_security_headers(JSONResponse({"detail": message}, status_code=403))
+    return render(request, "error.html", status_code=403, title="Not allowed", message=message)

@@ -67,7 +67,8 @@ async def running_stack(
     from bot.engine import DialogueEngine, EngineSettings
     from bot.state import AiogramStateStore
     from bot.webchat import WebchatHub, webchat_router
-    from console.app import console_router
+    from console.app import install_console
+    from console.settings import ConsoleSettings
     from kefu.runtime import open_crm, open_knowledge_base
     from knowledge_base.service import Encoders
     from nlu.service import open_nlu
@@ -81,6 +82,7 @@ async def running_stack(
     storage: Any = MemoryStorage()
     tasks: list[asyncio.Task[None]] = []
     telegram = None
+    console = None
     try:
         if store.redis_url:
             from aiogram.fsm.storage.base import DefaultKeyBuilder
@@ -97,8 +99,9 @@ async def running_stack(
         hub.attach(crm.events)
         app = FastAPI(title="Kefu", docs_url=None, redoc_url=None)
         app.include_router(webchat_router(engine, hub))
-        telegram, webhook_path, described = await _telegram(app, engine, storage, bot_settings, crm.events)
-        app.include_router(console_router(shop_name=shop_name, telegram=described))
+        telegram, webhook_path, _ = await _telegram(app, engine, storage, bot_settings, crm.events)
+        console = install_console(app, crm=crm, settings=ConsoleSettings(), kb=kb, shop_name=shop_name,
+                                  footer_links=[("Customer web chat", "/webchat")])
         if telegram is not None and webhook_path is None:
             tasks.append(asyncio.create_task(telegram.start_polling(), name="telegram-polling"))
         yield Stack(app, engine, telegram, webhook_path)
@@ -109,6 +112,8 @@ async def running_stack(
                     await telegram.stop_polling()
                 await asyncio.gather(*tasks, return_exceptions=True)
             await telegram.bot.session.close()
+        if console is not None:
+            await console.close()
         await crm.close()
         await storage.close()
 

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 from bot.settings import BotSettings
+from console.settings import ConsoleSettings
 from crm_store.settings import StoreSettings
 from knowledge_base.settings import KbSettings
 from nlu.settings import NluSettings
@@ -210,7 +211,7 @@ def test_bind_mounts_reads_both_syntaxes() -> None:
 
 
 # Every settings class of Kefu, with its environment prefix.
-SETTINGS_CLASSES = [StoreSettings, KbSettings, NluSettings, BotSettings]
+SETTINGS_CLASSES = [StoreSettings, KbSettings, NluSettings, BotSettings, ConsoleSettings]
 
 
 @pytest.mark.parametrize("settings_class", SETTINGS_CLASSES)

@@ -66,11 +66,11 @@ async def test_demo_serves_the_web_chat_the_console_and_telegram_on_one_port(
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
                 for _ in range(100):  # uvicorn binds just after the banner
                     try:
-                        front = await client.get("/")
+                        front = await client.get("/", follow_redirects=True)  # the console's sign-in page
                         break
                     except httpx.ConnectError:
                         await asyncio.sleep(0.1)
-                assert front.status_code == 200 and "/webchat" in front.text
+                assert front.status_code == 200 and front.url.path == "/login" and "/webchat" in front.text
                 assert (await client.get("/webchat")).status_code == 200
                 answer = await client.post("/webchat/api/messages",
                                            json={"visitor_id": "v-demo", "text": "how long does shipping take?"})

@@ -1,0 +1,15 @@
+"""The console's routes, one module per area; `console_router` gathers them (`console.app` checks every one of them
+declares its permission)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+
+def console_router() -> APIRouter:
+    from console.routes import admin, auth, sections
+
+    router = APIRouter()
+    for area in (auth, sections, admin):
+        router.include_router(area.router)
+    return router

@@ -1,0 +1,39 @@
+"""The console's sections that later work fills in: each page already sits behind its permission. Building a
+section means replacing its row here with real routes (in a module of its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from console.permissions import Permission, require
+from console.web import render
+
+router = APIRouter()
+
+# (path, permission, title, what the page will hold)
+COMING = [
+    ("/inbox", Permission.TICKETS_WORK, "Inbox", "Tickets waiting for you and your team, by SLA."),
+    ("/customers", Permission.CUSTOMERS_VIEW, "Customers",
+     "Search customers; each one's profile, orders, loyalty and timeline."),
+    ("/kb", Permission.KB_READ, "Knowledge base", "The articles behind the bot's answers, in English and Chinese."),
+    ("/kb/new", Permission.KB_EDIT, "New article", "Write an article with its alternative questions."),
+    ("/surveys", Permission.SURVEYS_MANAGE, "Surveys", "CSAT after resolution and NPS campaigns, with their results."),
+    ("/courses", Permission.COURSES_MANAGE, "Courses", "Lessons and quizzes customers take in the chat."),
+    ("/dashboard", Permission.ANALYTICS_VIEW, "Dashboard",
+     "Volumes, response times, SLA, CSAT and the bot's answer rate."),
+]
+
+
+def coming_page(title: str, lead: str) -> Callable[[Request], Awaitable[HTMLResponse]]:
+    async def page(request: Request) -> HTMLResponse:
+        return render(request, "placeholder.html", title=title, lead=lead)
+
+    return page
+
+
+for path, permission, title, lead in COMING:
+    router.add_api_route(path, coming_page(title, lead), methods=["GET"], dependencies=[require(permission)],
+                         name=f"coming:{path}")
