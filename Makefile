@@ -23,6 +23,7 @@ demo: $(STAMP)
 # The suite on the embedded defaults (SQLite, in-process bus, fakeredis); with KEFU_TEST_DATABASE_URL and
 # KEFU_TEST_REDIS_URL set, the same suite runs against real PostgreSQL and Redis.
 test: $(STAMP)
+	scripts/ensure-browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)

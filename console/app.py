@@ -14,7 +14,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
+from console.api import PUBLIC_PATHS as API_PUBLIC_PATHS
+from console.api import api_router
 from console.context import STATIC, Console
+from console.live import ASSIGNMENT_GROUP, LiveHub
 from console.permissions import route_permission
 from console.routes import console_router
 from console.security import (
@@ -27,11 +30,12 @@ from console.security import (
 )
 from console.settings import ConsoleSettings
 from console.throttle import LoginThrottle, build_throttle
+from console.tickets import Missing, missing_page
 from console.web import redirect, render, with_security_headers
 from crm_store.crm import CRM
 
 # Console routes that anyone may open; every other one must declare its permission with `require(...)`.
-PUBLIC_PATHS = frozenset({"/login", "/healthz"})
+PUBLIC_PATHS = frozenset({"/login", "/healthz", *API_PUBLIC_PATHS})
 
 
 def console_routes(routes: Iterable[Any]) -> list[Any]:
@@ -62,11 +66,18 @@ def install_console(
                       throttle=throttle if throttle is not None else build_throttle(crm.settings.redis_url))
     app.state.console = console
     app.include_router(console_router())
+    app.include_router(api_router())
     if missing := unguarded_routes(app.routes):
         raise RuntimeError(f"console routes without a permission: {', '.join(missing)}")
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(Forbidden, _forbidden)
+    app.add_exception_handler(Missing, missing_page)
+    # Live pages: this process's hub hears every event (a group of its own); auto-assignment runs once per
+    # deployment (one shared group), whichever console process takes the event.
+    app.state.console_live = live = LiveHub()
+    live.attach(crm.events)
+    crm.events.subscribe(ASSIGNMENT_GROUP, crm.assignment.on_event)
     return console
 
 

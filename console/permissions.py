@@ -1,7 +1,8 @@
 """Who may do what in the console: one explicit matrix, enforced on the server by every route's `require(...)`.
 
-Agents work their own and their team's tickets; supervisors see everything, reassign, author surveys, courses and
-KB articles, and see analytics; admins can do all of that and manage agents, teams, API tokens and settings."""
+Agents work their own and their team's tickets, see customers and make link codes for them, and read the KB;
+supervisors see everything, reassign, adjust loyalty points, author surveys, courses and KB articles, and see
+analytics; admins can do all of that and manage agents, teams, API tokens and settings."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class Permission(StrEnum):
     TICKETS_VIEW_ALL = "tickets.view_all"  # every ticket, whoever holds it
     TICKETS_REASSIGN = "tickets.reassign"
     CUSTOMERS_VIEW = "customers.view"
+    CUSTOMERS_LINK = "customers.link"  # make a one-time code that links a customer's chat to their record
+    LOYALTY_ADJUST = "loyalty.adjust"  # add or take points by hand, with a reason (it goes to the ledger)
     KB_READ = "kb.read"
     KB_EDIT = "kb.edit"
     SURVEYS_MANAGE = "surveys.manage"
@@ -33,11 +36,12 @@ class Permission(StrEnum):
 
 
 _AGENT = frozenset({
-    Permission.CONSOLE_USE, Permission.TICKETS_WORK, Permission.CUSTOMERS_VIEW, Permission.KB_READ,
+    Permission.CONSOLE_USE, Permission.TICKETS_WORK, Permission.CUSTOMERS_VIEW, Permission.CUSTOMERS_LINK,
+    Permission.KB_READ,
 })
 _SUPERVISOR = _AGENT | {
     Permission.TICKETS_VIEW_ALL, Permission.TICKETS_REASSIGN, Permission.KB_EDIT, Permission.SURVEYS_MANAGE,
-    Permission.COURSES_MANAGE, Permission.ANALYTICS_VIEW,
+    Permission.COURSES_MANAGE, Permission.ANALYTICS_VIEW, Permission.LOYALTY_ADJUST,
 }
 _ADMIN = _SUPERVISOR | {
     Permission.AGENTS_MANAGE, Permission.TEAMS_MANAGE, Permission.API_TOKENS_MANAGE, Permission.SETTINGS_MANAGE,
@@ -73,6 +77,17 @@ API_SCOPES: dict[str, str] = {
 }
 
 
+class ApiScope(StrEnum):
+    """A scope a REST API route requires of the caller's token (`console.api.auth.require_scope`)."""
+
+    TICKETS_READ = "tickets:read"
+    TICKETS_WRITE = "tickets:write"
+    CUSTOMERS_READ = "customers:read"
+    CUSTOMERS_WRITE = "customers:write"
+    KB_READ = "kb:read"
+    KB_WRITE = "kb:write"
+
+
 @functools.cache
 def require(permission: Permission) -> Any:
     """The dependency of a console route: a signed-in agent whose role has `permission` (else 403) and who, for an
@@ -89,14 +104,15 @@ def require(permission: Permission) -> Any:
     return Depends(guard)
 
 
-def route_permission(route: Any) -> Permission | None:
-    """The permission a route's dependencies require (searched through sub-dependencies), or None."""
+def route_permission(route: Any) -> Permission | ApiScope | None:
+    """The permission (or, for the REST API, the token scope) a route's dependencies require (searched through
+    sub-dependencies), or None."""
     dependant = getattr(route, "dependant", None)
     pending = [dependant] if dependant is not None else []
     while pending:
         dependant = pending.pop()
         found = getattr(dependant.call, "permission", None)
-        if isinstance(found, Permission):
+        if isinstance(found, Permission | ApiScope):
             return found
         pending.extend(dependant.dependencies)
     return None

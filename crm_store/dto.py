@@ -56,6 +56,14 @@ class IdentityView:
 
 
 @dataclass(frozen=True)
+class CustomerPage:
+    """One page of a customer search, newest first; `next_before` is the cursor of the next page (None: last)."""
+
+    customers: tuple[CustomerView, ...]
+    next_before: int | None
+
+
+@dataclass(frozen=True)
 class IdentifiedCustomer:
     customer: CustomerView
     identity: IdentityView
@@ -470,6 +478,16 @@ class InvitationView:
             status=str(i.status), score=i.score, sent_at=i.sent_at, expires_at=i.expires_at,
             answered_at=i.answered_at, completed_at=i.completed_at, duplicate=duplicate,
         )
+
+
+@dataclass(frozen=True)
+class CustomerSurvey:
+    """A survey a customer was sent, with the answers given: (question prompt, value; None when skipped)."""
+
+    invitation: InvitationView
+    title: str
+    kind: str
+    answers: tuple[tuple[str, int | str | None], ...]
 
 
 @dataclass(frozen=True)

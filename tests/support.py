@@ -16,12 +16,14 @@ class RecordingBus:
 
     def __init__(self) -> None:
         self.published: list[DomainEvent] = []
+        self.subscriptions: list[tuple[str, Handler]] = []
 
     async def publish(self, event: DomainEvent) -> None:
         self.published.append(event)
 
-    def subscribe(self, group: str, handler: Handler) -> None:  # pragma: no cover - not used by services
-        raise NotImplementedError
+    def subscribe(self, group: str, handler: Handler) -> None:
+        """Kept, never called: a recording bus delivers nothing (the console subscribes at start-up)."""
+        self.subscriptions.append((group, handler))
 
     async def start(self) -> None:
         return None

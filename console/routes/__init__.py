@@ -7,9 +7,9 @@ from fastapi import APIRouter
 
 
 def console_router() -> APIRouter:
-    from console.routes import admin, auth, sections
+    from console.routes import admin, auth, conversations, customers, inbox, kb, sections
 
     router = APIRouter()
-    for area in (auth, sections, admin):
+    for area in (auth, sections, admin, customers, kb, inbox, conversations):
         router.include_router(area.router)
     return router

@@ -15,11 +15,6 @@ router = APIRouter()
 
 # (path, permission, title, what the page will hold)
 COMING = [
-    ("/inbox", Permission.TICKETS_WORK, "Inbox", "Tickets waiting for you and your team, by SLA."),
-    ("/customers", Permission.CUSTOMERS_VIEW, "Customers",
-     "Search customers; each one's profile, orders, loyalty and timeline."),
-    ("/kb", Permission.KB_READ, "Knowledge base", "The articles behind the bot's answers, in English and Chinese."),
-    ("/kb/new", Permission.KB_EDIT, "New article", "Write an article with its alternative questions."),
     ("/surveys", Permission.SURVEYS_MANAGE, "Surveys", "CSAT after resolution and NPS campaigns, with their results."),
     ("/courses", Permission.COURSES_MANAGE, "Courses", "Lessons and quizzes customers take in the chat."),
     ("/dashboard", Permission.ANALYTICS_VIEW, "Dashboard",

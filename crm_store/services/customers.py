@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_store import models as m
 from crm_store.coltypes import utcnow
 from crm_store.contacts import normalize_email, normalize_phone
-from crm_store.dto import CustomerView, IdentifiedCustomer, IdentityView, LinkTokenCreated, LinkTokenRedeemed
+from crm_store.dto import (
+    CustomerPage,
+    CustomerView,
+    IdentifiedCustomer,
+    IdentityView,
+    LinkTokenCreated,
+    LinkTokenRedeemed,
+)
 from crm_store.enums import Channel
 from crm_store.errors import ConflictError, LinkTokenExpired, LinkTokenUnknown, LinkTokenUsed, NotFound
 from crm_store.events import CustomerCreated, CustomersMerged, CustomerUpdated, IdentityLinked
@@ -141,6 +148,20 @@ class CustomerService(Service):
             ).scalar_one_or_none()
             return CustomerView.of(row) if row else None
 
+    async def search_page(self, *, query: str = "", limit: int = 25, before: int | None = None) -> CustomerPage:
+        """The console's customer search: active customers, newest first, keyset-paged by id (`before`), whose
+        name contains `query` or whose e-mail, phone (any usual form), chat id or customer number is exactly it."""
+        customer = m.Customer
+        select_ = select(customer).where(customer.merged_into_id.is_(None))
+        if text := query.strip():
+            select_ = select_.where(or_(*_search_conditions(text, self.settings.phone_region)))
+        if before is not None:
+            select_ = select_.where(customer.id < before)
+        async with self.uow() as uow:
+            rows = list((await uow.session.execute(select_.order_by(customer.id.desc()).limit(limit + 1))).scalars())
+        more = len(rows) > limit
+        return CustomerPage(tuple(CustomerView.of(c) for c in rows[:limit]), rows[limit - 1].id if more else None)
+
     async def update_profile(self, *, customer_id: int, **changes: Any) -> CustomerView:
         """Change name, e-mail, phone, language or tags (unknown fields are refused)."""
         allowed = {"name", "email", "phone", "language", "tags"}
@@ -241,6 +262,27 @@ class CustomerService(Service):
             target = await merge_in(uow, source_id=source_id, target_id=target_id)
             await uow.commit()
             return CustomerView.of(target)
+
+
+def _search_conditions(text: str, phone_region: str) -> list[Any]:
+    """Each way `text` may name a customer; the exact ones use the e-mail, phone and identity indexes."""
+    customer = m.Customer
+    conditions: list[Any] = [
+        customer.name.icontains(text, autoescape=True),
+        customer.id.in_(select(m.ChannelIdentity.customer_id).where(
+            m.ChannelIdentity.channel.in_(list(Channel)), m.ChannelIdentity.external_id == text
+        )),
+    ]
+    for normalize, column in ((normalize_email, customer.email_normalized),
+                              (lambda v: normalize_phone(v, phone_region), customer.phone_normalized)):
+        try:
+            if value := normalize(text):
+                conditions.append(column == value)
+        except ValueError:  # not an e-mail / not a phone number
+            pass
+    if (number := text.removeprefix("#")).isdigit() and len(number) < 10:
+        conditions.append(customer.id == int(number))
+    return conditions
 
 
 async def _get_customer(session: AsyncSession, customer_id: int, *, for_update: bool = False) -> m.Customer:

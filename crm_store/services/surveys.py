@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store import models as m
 from crm_store.coltypes import utcnow
-from crm_store.dto import InvitationView, SurveyResults, SurveyView, TimelineEntry
+from crm_store.dto import CustomerSurvey, InvitationView, SurveyResults, SurveyView, TimelineEntry
 from crm_store.enums import Channel, ConversationStatus, InvitationStatus, SurveyKind, SurveyQuestionKind
 from crm_store.errors import ConflictError, DomainError, NotFound
 from crm_store.events import SurveyAnswered, SurveyInvited
@@ -271,6 +271,30 @@ class SurveyService(Service):
                 .order_by(m.SurveyAnswer.id)
             )
             return {a.question_id: a.value_int if a.value_int is not None else a.value_text for a in rows.scalars()}
+
+    async def for_customer(self, *, customer_id: int, limit: int = 20) -> list[CustomerSurvey]:
+        """The surveys sent to a customer, newest first, each with its answers in question order."""
+        async with self.uow() as uow:
+            rows = (await uow.session.execute(
+                select(m.SurveyInvitation, m.Survey)
+                .join(m.Survey, m.Survey.id == m.SurveyInvitation.survey_id)
+                .where(m.SurveyInvitation.customer_id == customer_id)
+                .order_by(m.SurveyInvitation.sent_at.desc(), m.SurveyInvitation.id.desc()).limit(limit)
+            )).all()
+            answers = (await uow.session.execute(
+                select(m.SurveyAnswer).where(m.SurveyAnswer.invitation_id.in_([i.id for i, _ in rows]))
+            )).scalars()
+            given: dict[int, dict[str, int | str | None]] = {}
+            for a in answers:
+                given.setdefault(a.invitation_id, {})[a.question_id] = (
+                    a.value_int if a.value_int is not None else a.value_text)
+            return [
+                CustomerSurvey(InvitationView.of(invitation), survey.title, str(survey.kind), tuple(
+                    (q.text(invitation.language), given[invitation.id][q.id])
+                    for q in _questions(survey) if q.id in given.get(invitation.id, {})
+                ))
+                for invitation, survey in rows
+            ]
 
     async def results(self, *, key: str | None = None, survey_id: int | None = None,
                       campaign: str | None = None) -> SurveyResults:
