@@ -106,6 +106,21 @@ class DialogueEngine:
         return replace(reply, message_id=recorded.message.id)
 
 
+# The ticket's subject when the customer's message says nothing but "a person, please" (agents read these).
+SUBJECTS = {HandoffReason.CUSTOMER_ASKED: "Asked for a person", HandoffReason.NO_ANSWER: "The bot had no answer",
+            HandoffReason.COMPLAINT: "Complaint"}
+
+
+def ticket_subject(reason: HandoffReason, message: str) -> str:
+    """The customer's own words (without a /human command or a bare "human"), else what happened."""
+    words = message.strip()
+    if words.startswith("/"):
+        words = words.split(maxsplit=1)[1] if len(words.split(maxsplit=1)) > 1 else ""
+    if words.lower() in HANDOFF_WORDS:
+        words = ""
+    return words[:300] or SUBJECTS.get(reason, str(reason))
+
+
 class _Turn:
     """One incoming message's handling: what the engine decides, with the chat's state."""
 
@@ -267,10 +282,12 @@ class _Turn:
         self.state["fallbacks"] = 0
         priority = TicketPriority.HIGH if reason == HandoffReason.COMPLAINT else TicketPriority.NORMAL
         ticket = await self.engine.crm.conversations.hand_off(
-            conversation_id=self.conversation_id, reason=reason, subject=message.strip()[:300] or str(reason),
+            conversation_id=self.conversation_id, reason=reason, subject=ticket_subject(reason, message),
             priority=priority, intent=intent,
         )
-        # The ticket's own priority: the customer's tier may have raised it, and with it the promised wait.
-        minutes = int(self.engine.crm.settings.sla_target(ticket.priority).total_seconds() // 60)
+        # The ticket's own first-response target: the customer's tier (and the SLA policy) set the promised wait.
+        target = (ticket.sla_due_at - ticket.created_at if ticket.sla_due_at and ticket.created_at
+                  else self.engine.crm.settings.sla_target(ticket.priority))
+        minutes = int(target.total_seconds() // 60)
         wait = self.t("handoff_wait", minutes=minutes) if minutes <= 240 else ""
         return [Reply(self.t("handoff", ticket=ticket.id, wait=wait), decision="handoff", intent=intent)]

@@ -89,10 +89,14 @@ async def test_asking_for_a_human_opens_a_ticket_and_the_bot_then_stays_silent(c
     assert rows[-1][:2] == (SenderType.CUSTOMER, "hello? are you there?")  # stored for the agent
 
 
-@pytest.mark.parametrize("text", ["/human", "人工"])
-async def test_handoff_commands(crm, engine, text: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("text", "subject"), [
+    ("/human", "Asked for a person"), ("人工", "Asked for a person"), ("/human my tea is stale", "my tea is stale"),
+])
+async def test_handoff_commands(crm, engine, text: str, subject: str) -> None:  # type: ignore[no-untyped-def]
     outcome = await engine.handle(say(text, chat=f"cmd-{text}"))
     assert outcome.replies[0].decision == "handoff"
+    ticket = await crm.conversations.active_ticket(conversation_id=outcome.conversation_id)
+    assert ticket.subject == subject  # what the agent reads in the inbox
 
 
 async def test_a_complaint_goes_to_a_person_with_high_priority(crm, engine) -> None:  # type: ignore[no-untyped-def]
