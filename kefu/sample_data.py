@@ -36,7 +36,8 @@ AGENT = DemoAgent("agent@kefu-tea.example", "Lin Mei", AgentRole.AGENT, "kefu-de
 SUPERVISOR = DemoAgent(
     "supervisor@kefu-tea.example", "Zhang Wei", AgentRole.SUPERVISOR, "kefu-demo-super", "Wholesale"
 )
-DEMO_AGENTS = (AGENT, SUPERVISOR)
+ADMIN = DemoAgent("admin@kefu-tea.example", "Chen Jing", AgentRole.ADMIN, "kefu-demo-admin", "Customer Care")
+DEMO_AGENTS = (AGENT, SUPERVISOR, ADMIN)
 
 TEAMS = {
     "Customer Care": "Questions, orders and loyalty for everyday customers.",
@@ -162,6 +163,7 @@ async def load_sample_shop(crm: CRM) -> SampleSummary:
     await load_sample_courses(crm)  # skips those already there, so a shop loaded before courses gets them now
     if await _is_loaded(crm):
         await load_sample_kb(crm)  # a shop loaded before it had a knowledge base gets its FAQs now
+        await _agent(crm, ADMIN, {t.name: t.id for t in await crm.agents.list_teams()})  # ...and its admin
         return await _summary(crm, created=False)
     tiers = await _tiers(crm)
     await _rewards(crm, tiers)
@@ -171,6 +173,7 @@ async def load_sample_shop(crm: CRM) -> SampleSummary:
     agent_id = await _agent(crm, AGENT, teams)
     await _conversations(crm, customers, agent_id)
     await load_sample_kb(crm)
+    await _agent(crm, ADMIN, teams)
     await _agent(crm, SUPERVISOR, teams)  # last: its existence marks the shop as loaded
     return await _summary(crm, created=True)
 

@@ -115,7 +115,7 @@ def test_demo_on_a_fresh_directory_prints_the_agents_credentials_twice(tmp_path:
     assert database.is_file()
     for agent in DEMO_AGENTS:
         assert agent.email in first.stdout and agent.password in first.stdout
-    assert "12 customers, 30 orders, 3 loyalty tiers, 5 rewards, 2 agents" in first.stdout
+    assert "12 customers, 30 orders, 3 loyalty tiers, 5 rewards, 3 agents" in first.stdout
     assert "36 FAQ articles, 2 training courses" in first.stdout
     assert "kefu import customers FILE" in first.stdout
     counts = {t: sqlite_count(database, t) for t in ("customers", "orders", "agents", "messages")}

@@ -40,9 +40,9 @@ async def test_loading_gives_the_sample_shop(shop: CRM) -> None:
 
     assert summary.created
     assert (summary.customers, summary.orders, summary.tiers, summary.rewards, summary.teams, summary.agents,
-            summary.conversations, summary.articles, summary.courses) == (12, 30, 3, 5, 2, 2, 4, 36, 2)
+            summary.conversations, summary.articles, summary.courses) == (12, 30, 3, 5, 2, 3, 4, 36, 2)
     counts = await table_counts(shop)
-    assert (counts["customers"], counts["orders"], counts["agents"], counts["teams"]) == (12, 30, 2, 2)
+    assert (counts["customers"], counts["orders"], counts["agents"], counts["teams"]) == (12, 30, 3, 2)
 
     tiers = await shop.loyalty.tiers()
     assert [(t.name, t.threshold, t.names["zh"]) for t in tiers] == [
