@@ -91,6 +91,40 @@ async def measure(name: str, runs: int, call: Callable[[int], Awaitable[Any]], c
     return result
 
 
+async def measure_pages(crm: CRM, runs: int, active: list[int], rnd: random.Random) -> dict[str, Any]:
+    """The whole pages as a signed-in supervisor gets them (ASGI, in process: routing, session and permission
+    checks, the queries, Jinja2 rendering)."""
+    from datetime import timedelta
+
+    import httpx
+
+    from console.app import create_console_app
+    from console.settings import ConsoleSettings
+    from console.throttle import MemoryLoginThrottle
+
+    app = create_console_app(crm=crm, settings=ConsoleSettings(_env_file=None), throttle=MemoryLoginThrottle())
+    supervisor = next(a for a in await crm.agents.list_agents() if a.role == "supervisor")
+    session = await crm.agents.start_session(agent_id=supervisor.id, ttl=timedelta(hours=1))
+    results: dict[str, Any] = {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.bench") as client:
+        client.cookies.set("kefu_session", session.token, domain="console.bench")
+        targets = {"inbox_page": lambda: "/inbox",
+                   "conversation_page": lambda: f"/conversations/{rnd.choice(active)}"}
+        for name, path in targets.items():
+            samples = []
+            for i in range(runs + 5):
+                started = time.perf_counter()
+                response = await client.get(path())
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    raise RuntimeError(f"{path()}: {response.status_code}")
+                if i >= 5:
+                    samples.append(elapsed)
+            results[name] = percentiles(samples)
+            say(f"{name}: {results[name]}")
+    return results
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     admin = make_url(args.admin_url)
     name = f"kefu_bench_{uuid.uuid4().hex[:8]}"
@@ -130,9 +164,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "conversation_view": lambda i: crm.inbox.conversation_page(conversation_id=rnd.choice(active)),
             }
             results = {view: await measure(view, args.runs, call, capture, raw) for view, call in views.items()}
+            pages = await measure_pages(crm, args.runs, active, rnd)
         await db.dispose()
         return {"benchmark": "console_queries", "database": "postgresql", "rows": counts,
-                "seed_s": round(seed_s, 1), "runs": args.runs, "page_size": 50, "views": results}
+                "seed_s": round(seed_s, 1), "runs": args.runs, "page_size": 50, "views": results,
+                "pages_http": pages}
     finally:
         async with admin_engine.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
