@@ -15,6 +15,7 @@ from crm_store.services.inbox import InboxService
 from crm_store.services.knowledge import KnowledgeService
 from crm_store.services.loyalty import LoyaltyService
 from crm_store.services.orders import OrderService
+from crm_store.services.reports import ReportService
 from crm_store.services.sla import SlaService
 from crm_store.services.surveys import SurveyService
 from crm_store.services.timeline import TimelineService
@@ -42,6 +43,7 @@ class CRM:
         self.sla = SlaService(**deps)
         self.assignment = AssignmentService(**deps)
         self.canned = CannedResponseService(**deps)
+        self.reports = ReportService(**deps)  # the dashboard's KPIs (read-only, aggregate SQL)
 
     async def close(self) -> None:
         await self.events.close()

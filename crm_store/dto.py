@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -518,6 +518,75 @@ class SurveyResults:
         return cls(kind, sent, n, mean, 100.0 * satisfied / n if n else None)
 
 
+@dataclass(frozen=True)
+class ScoreRow:
+    """Aggregated answers of one group (an agent, a team, a week, or all): CSAT as the mean rating and the share of
+    4s and 5s; NPS as % promoters (9–10) minus % detractors (0–6)."""
+
+    label: str
+    sent: int
+    answered: int  # invitations with a score
+    mean: float | None
+    score: float | None  # CSAT: % satisfied; NPS: the net score
+    satisfied: int = 0  # CSAT: ratings of 4 or 5
+    promoters: int = 0
+    passives: int = 0
+    detractors: int = 0
+
+    @property
+    def response_rate(self) -> float:
+        return self.answered / self.sent if self.sent else 0.0
+
+    @classmethod
+    def of(cls, kind: str, label: str, *, sent: int, answered: int, total: int, satisfied: int, promoters: int,
+           detractors: int) -> ScoreRow:
+        """From the SQL aggregates: counts and the sum of scores."""
+        n = answered
+        mean = total / n if n else None
+        if kind == "nps":
+            return cls(label, sent, n, mean, 100.0 * (promoters - detractors) / n if n else None, 0, promoters,
+                       n - promoters - detractors, detractors)
+        return cls(label, sent, n, mean, 100.0 * satisfied / n if n else None, satisfied)
+
+
+@dataclass(frozen=True)
+class SurveySummary:
+    """A survey in the console's list, with its totals."""
+
+    survey: SurveyView
+    totals: ScoreRow
+
+
+@dataclass(frozen=True)
+class SurveyReport:
+    """A survey's results within the filters: totals, then by agent, team and ISO week (oldest first)."""
+
+    survey: SurveyView
+    totals: ScoreRow
+    by_agent: tuple[ScoreRow, ...]
+    by_team: tuple[ScoreRow, ...]
+    by_week: tuple[ScoreRow, ...]
+    campaigns: tuple[str, ...]  # every campaign the survey was sent in, for the filter
+
+
+@dataclass(frozen=True)
+class SurveyComment:
+    invitation_id: int
+    at: datetime
+    text: str
+    score: int | None
+    customer_id: int
+    customer_name: str
+    agent_name: str | None
+    campaign: str | None
+
+
+@dataclass(frozen=True)
+class CommentPage:
+    comments: tuple[SurveyComment, ...]
+    total: int
+
+
 # --- courses -----------------------------------------------------------------------------------------------
 
 
@@ -618,6 +687,27 @@ class LessonResult:
     step: CourseStep  # what comes next
     duplicate: bool  # the lesson had been completed before: nothing changed
     course_completed: bool  # this call completed the course
+
+
+@dataclass(frozen=True)
+class CourseSummary:
+    """A course in the console's list: its completion report."""
+
+    course: CourseView
+    enrolled: int
+    completed: int
+    quiz_answers: int
+    quiz_correct: int
+    furthest_position: int = 0  # the furthest lesson a learner has reached: lessons up to it can no longer move
+
+    @property
+    def average_score(self) -> float | None:
+        """The share of quiz answers that were right, in percent (None before any answer)."""
+        return 100.0 * self.quiz_correct / self.quiz_answers if self.quiz_answers else None
+
+    @property
+    def completion_rate(self) -> float:
+        return self.completed / self.enrolled if self.enrolled else 0.0
 
 
 # --- console: sessions, API tokens, agents and teams --------------------------------------------------------------
@@ -813,3 +903,148 @@ class CannedResponseView:
     @classmethod
     def of(cls, c: m.CannedResponse) -> CannedResponseView:
         return cls(c.id, c.shortcut, c.title, c.body, c.language, c.team_id, c.created_by_agent_id, c.updated_at)
+
+
+# --- reports (the console's dashboard; crm_store/services/reports.py) ---------------------------------------------
+# Every KPI's definition is in ReportService's docstrings; counts are exact, rates are ratios of those counts.
+
+
+@dataclass(frozen=True)
+class DayVolume:
+    """One UTC day's conversations (by creation day): all, engaged (with a customer message), and those of the
+    engaged that were handed off (a ticket) or contained (none)."""
+
+    day: date
+    conversations: int
+    engaged: int
+    handed_off: int
+
+    @property
+    def contained(self) -> int:
+        return self.engaged - self.handed_off
+
+
+@dataclass(frozen=True)
+class DurationStats:
+    """Durations in seconds over `n` tickets: the median and the 90th percentile (linear interpolation, as
+    PostgreSQL's percentile_cont), rounded to the millisecond; None when n is 0."""
+
+    n: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+    @property
+    def median_minutes(self) -> float | None:
+        return None if self.median_seconds is None else self.median_seconds / 60
+
+    @property
+    def p90_minutes(self) -> float | None:
+        return None if self.p90_seconds is None else self.p90_seconds / 60
+
+
+@dataclass(frozen=True)
+class CsatSummary:
+    """CSAT answers (1-5) by score; satisfied = scores 4 and 5."""
+
+    by_score: dict[int, int]
+
+    @property
+    def n(self) -> int:
+        return sum(self.by_score.values())
+
+    @property
+    def mean(self) -> float | None:
+        return sum(s * c for s, c in self.by_score.items()) / self.n if self.n else None
+
+    @property
+    def satisfied(self) -> int:
+        return sum(c for s, c in self.by_score.items() if s >= 4)
+
+    @property
+    def satisfied_pct(self) -> float | None:
+        return 100 * self.satisfied / self.n if self.n else None
+
+
+@dataclass(frozen=True)
+class NpsSummary:
+    """NPS answers (0-10) by score: promoters 9-10, passives 7-8, detractors 0-6; score = % promoters - %
+    detractors (-100 to 100)."""
+
+    by_score: dict[int, int]
+
+    @property
+    def n(self) -> int:
+        return sum(self.by_score.values())
+
+    @property
+    def promoters(self) -> int:
+        return sum(c for s, c in self.by_score.items() if s >= 9)
+
+    @property
+    def passives(self) -> int:
+        return sum(c for s, c in self.by_score.items() if 7 <= s <= 8)
+
+    @property
+    def detractors(self) -> int:
+        return sum(c for s, c in self.by_score.items() if s <= 6)
+
+    @property
+    def score(self) -> float | None:
+        return 100 * (self.promoters - self.detractors) / self.n if self.n else None
+
+
+@dataclass(frozen=True)
+class IntentCount:
+    intent: str
+    count: int
+
+
+@dataclass(frozen=True)
+class UnansweredQuestion:
+    """Customer questions the bot could not answer, grouped by normalised text (case, spaces, end punctuation)."""
+
+    text: str  # the latest phrasing asked
+    count: int
+    last_asked_at: datetime
+
+
+@dataclass(frozen=True)
+class DashboardReport:
+    start: date  # first UTC day, inclusive
+    end: date  # last UTC day, inclusive
+    channel: str | None
+    days: tuple[DayVolume, ...]  # every day of the range, oldest first, zeros included
+    first_response: DurationStats
+    resolution: DurationStats
+    csat: CsatSummary
+    nps: NpsSummary
+    top_intents: tuple[IntentCount, ...]
+    bot_replies_with_intent: int  # the denominator of the intents' shares
+    unanswered: tuple[UnansweredQuestion, ...]
+
+    @property
+    def conversations(self) -> int:
+        return sum(d.conversations for d in self.days)
+
+    @property
+    def engaged(self) -> int:
+        return sum(d.engaged for d in self.days)
+
+    @property
+    def handed_off(self) -> int:
+        return sum(d.handed_off for d in self.days)
+
+    @property
+    def contained(self) -> int:
+        return self.engaged - self.handed_off
+
+    @property
+    def containment_pct(self) -> float | None:
+        return 100 * self.contained / self.engaged if self.engaged else None
+
+    @property
+    def handoff_pct(self) -> float | None:
+        return 100 * self.handed_off / self.engaged if self.engaged else None
+
+
+# --- end of reports -----------------------------------------------------------------------------------------------

@@ -34,6 +34,10 @@ class StoreSettings(BaseSettings):
     sla_minutes_normal: int = 24 * 60
     sla_minutes_low: int = 72 * 60
 
+    # Reports: a "did you mean" suggestion whose best confidence is below this counts as an unanswered question
+    # (an English suggestion's calibrated confidence runs from about 0.24 to 0.58; 0 counts none).
+    report_weak_suggestion_below: float = 0.35
+
     def sla_target(self, priority: str) -> timedelta:
         return timedelta(minutes=getattr(self, f"sla_minutes_{priority}"))
 

@@ -7,9 +7,9 @@ from fastapi import APIRouter
 
 
 def console_router() -> APIRouter:
-    from console.routes import admin, auth, conversations, customers, inbox, kb, sections
+    from console.routes import admin, auth, conversations, courses, customers, dashboard, inbox, kb, sections, surveys
 
     router = APIRouter()
-    for area in (auth, sections, admin, customers, kb, inbox, conversations):
+    for area in (auth, sections, admin, customers, kb, inbox, conversations, dashboard, surveys, courses):
         router.include_router(area.router)
     return router

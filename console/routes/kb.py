@@ -122,8 +122,10 @@ def _form_page(request: Request, *, form: ArticleForm, article: ArticleView | No
 
 
 @router.get("/new")
-async def new_article(request: Request, _: Editor, language: str = "en") -> Response:
-    return _form_page(request, form=ArticleForm(language=_choice(language, LANGUAGES) or "en"))
+async def new_article(request: Request, _: Editor, language: str = "en", question: str = "") -> Response:
+    """The empty form; `?question=` pre-fills the question (the dashboard's unanswered questions link here)."""
+    return _form_page(request, form=ArticleForm(question=question.strip()[:1000],
+                                                language=_choice(language, LANGUAGES) or "en"))
 
 
 @router.post("/new")

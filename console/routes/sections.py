@@ -14,12 +14,7 @@ from console.web import render
 router = APIRouter()
 
 # (path, permission, title, what the page will hold)
-COMING = [
-    ("/surveys", Permission.SURVEYS_MANAGE, "Surveys", "CSAT after resolution and NPS campaigns, with their results."),
-    ("/courses", Permission.COURSES_MANAGE, "Courses", "Lessons and quizzes customers take in the chat."),
-    ("/dashboard", Permission.ANALYTICS_VIEW, "Dashboard",
-     "Volumes, response times, SLA, CSAT and the bot's answer rate."),
-]
+COMING: list[tuple[str, Permission, str, str]] = []
 
 
 def coming_page(title: str, lead: str) -> Callable[[Request], Awaitable[HTMLResponse]]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,7 @@ from crm_store import models as m
 from crm_store.coltypes import utcnow
 from crm_store.dto import (
     CourseStep,
+    CourseSummary,
     CourseView,
     EnrollmentView,
     LessonResult,
@@ -36,6 +37,8 @@ from crm_store.services.timeline import timeline_source
 
 # The same refusal whether the enrolment does not exist or is someone else's: a forged id learns nothing.
 NO_ENROLLMENT = "No such course enrolment."
+MAX_TITLE = 200
+MAX_URL = 500
 
 
 @dataclass(frozen=True)
@@ -59,31 +62,48 @@ def _plan(key: str, title: str, lessons: Sequence[Mapping[str, Any]]) -> list[_L
     """Check a course before anything is written; the messages say which lesson and question is wrong."""
     if not key.strip():
         raise ValueError("A course needs a key.")
-    if not title.strip():
-        raise ValueError("A course needs a title.")
+    _check_title(title)
     if not lessons:
         raise ValueError("A course needs at least one lesson.")
-    plans = []
-    for n, lesson in enumerate(lessons, start=1):
-        lesson_title = str(lesson.get("title") or "").strip()
-        if not lesson_title:
-            raise ValueError(f"Lesson {n} needs a title.")
-        quiz = []
-        for q, question in enumerate(lesson.get("quiz") or (), start=1):
-            where = f"Lesson {n}, question {q}"
-            prompt = str(question.get("prompt") or "").strip()
-            options = tuple(str(o).strip() for o in question.get("options") or ())
-            correct = question.get("correct")
-            if not prompt:
-                raise ValueError(f"{where} needs a prompt.")
-            if len(options) < 2 or not all(options):
-                raise ValueError(f"{where} needs at least two non-empty options.")
-            if not isinstance(correct, int) or isinstance(correct, bool) or not 0 <= correct < len(options):
-                raise ValueError(f"{where}: the correct option must be an index from 0 to {len(options) - 1}.")
-            quiz.append(_QuestionPlan(prompt, options, correct, str(question.get("explanation") or "")))
-        plans.append(_LessonPlan(lesson_title, str(lesson.get("body") or ""), lesson.get("image_url") or None,
-                                 lesson.get("link_url") or None, tuple(quiz)))
-    return plans
+    return [_lesson_plan(f"Lesson {n}", lesson) for n, lesson in enumerate(lessons, start=1)]
+
+
+def _check_title(title: str) -> None:
+    if not title.strip():
+        raise ValueError("A course needs a title.")
+    if len(title.strip()) > MAX_TITLE:
+        raise ValueError(f"The title is longer than {MAX_TITLE} characters.")
+
+
+def _lesson_plan(where: str, lesson: Mapping[str, Any]) -> _LessonPlan:
+    lesson_title = str(lesson.get("title") or "").strip()
+    if not lesson_title:
+        raise ValueError(f"{where} needs a title.")
+    if len(lesson_title) > MAX_TITLE:
+        raise ValueError(f"{where}: the title is longer than {MAX_TITLE} characters.")
+    urls = []
+    for name in ("image_url", "link_url"):
+        url = str(lesson.get(name) or "").strip() or None
+        if url is not None and (len(url) > MAX_URL or not url.lower().startswith(("https://", "http://"))):
+            raise ValueError(f"{where}: the {name.replace('_url', '')} URL must start with https:// "
+                             f"(at most {MAX_URL} characters).")
+        urls.append(url)
+    quiz = tuple(_question_plan(f"{where}, question {q}", question)
+                 for q, question in enumerate(lesson.get("quiz") or (), start=1))
+    return _LessonPlan(lesson_title, str(lesson.get("body") or ""), urls[0], urls[1], quiz)
+
+
+def _question_plan(where: str, question: Mapping[str, Any]) -> _QuestionPlan:
+    prompt = str(question.get("prompt") or "").strip()
+    options = tuple(str(o).strip() for o in question.get("options") or ())
+    correct = question.get("correct")
+    if not prompt:
+        raise ValueError(f"{where} needs a prompt.")
+    if len(options) < 2 or not all(options):
+        raise ValueError(f"{where} needs at least two non-empty options.")
+    if not isinstance(correct, int) or isinstance(correct, bool) or not 0 <= correct < len(options):
+        raise ValueError(f"{where}: the correct option must be an index from 0 to {len(options) - 1}.")
+    return _QuestionPlan(prompt, options, correct, str(question.get("explanation") or ""))
 
 
 class CourseService(Service):
@@ -259,6 +279,175 @@ class CourseService(Service):
                 step = await _step(uow.session, await _owned(uow.session, enrollment_id, customer_id))
                 return LessonResult(step, duplicate=True, course_completed=False)
 
+    # --- authoring (the console) -------------------------------------------------------------------------------
+    # Learners' progress is kept by lesson position, and quiz answers are scored when given; so a lesson a learner
+    # has reached can be edited but neither moved nor deleted, and an answered question keeps its options and its
+    # correct answer. Lessons added later reach those in progress; a completed course stays completed.
+
+    async def overview(self, *, course_id: int | None = None) -> list[CourseSummary]:
+        """Every course (drafts too) with its completion report: enrolled, completed, quiz answers and how many
+        were right (aggregate queries, one row per course)."""
+        e, a = m.Enrollment, m.QuizAnswer
+        lessons = select(m.Lesson.course_id, func.count().label("n")).group_by(m.Lesson.course_id).subquery()
+        learners = select(
+            e.course_id, func.count().label("enrolled"),
+            func.sum(case((e.status == EnrollmentStatus.COMPLETED, 1), else_=0)).label("completed"),
+            func.max(case((e.status == EnrollmentStatus.COMPLETED, None), else_=e.current_position)).label("at"),
+        ).group_by(e.course_id).subquery()
+        quiz = select(e.course_id, func.count(a.id).label("answers"),
+                      func.sum(case((a.correct.is_(True), 1), else_=0)).label("correct")
+                      ).join(a, a.enrollment_id == e.id).group_by(e.course_id).subquery()
+        query = (select(m.Course, lessons.c.n, learners.c.enrolled, learners.c.completed, learners.c.at,
+                        quiz.c.answers, quiz.c.correct)
+                 .outerjoin(lessons, lessons.c.course_id == m.Course.id)
+                 .outerjoin(learners, learners.c.course_id == m.Course.id)
+                 .outerjoin(quiz, quiz.c.course_id == m.Course.id).order_by(m.Course.id))
+        if course_id is not None:
+            query = query.where(m.Course.id == course_id)
+        async with self.uow() as uow:
+            rows = (await uow.session.execute(query)).all()
+        summaries = []
+        for course, n, enrolled, completed, at, answers, correct in rows:
+            # a completed learner has been through every lesson
+            furthest = int(n or 0) if completed else int(at or 0)
+            summaries.append(CourseSummary(_course_view(course, n or 0), int(enrolled or 0), int(completed or 0),
+                                           int(answers or 0), int(correct or 0), furthest))
+        return summaries
+
+    async def report(self, *, course_id: int) -> CourseSummary:
+        found = await self.overview(course_id=course_id)
+        if not found:
+            raise NotFound(f"No course {course_id}.")
+        return found[0]
+
+    async def update_course(
+        self, *, course_id: int, title: str, language: str, description: str, published: bool,
+    ) -> CourseView:
+        """Change a course's title, language, description and whether customers see it (its key stays)."""
+        _check_title(title)
+        language = _checked_language(language)
+        async with self.uow() as uow:
+            course = await uow.session.get(m.Course, course_id)
+            if course is None:
+                raise NotFound(f"No course {course_id}.")
+            course.title, course.language, course.description = title.strip(), language, description
+            course.published = published
+        return await self.get_course(course_id=course_id)
+
+    async def add_lesson(self, *, course_id: int, title: str, body: str = "", image_url: str | None = None,
+                         link_url: str | None = None) -> LessonView:
+        """A lesson at the end of the course."""
+        plan = _lesson_plan("The lesson", {"title": title, "body": body, "image_url": image_url,
+                                           "link_url": link_url})
+        async with self.uow() as uow:
+            if await uow.session.get(m.Course, course_id) is None:
+                raise NotFound(f"No course {course_id}.")
+            lesson = m.Lesson(course_id=course_id, position=await _lesson_count(uow.session, course_id) + 1,
+                              title=plan.title, body=plan.body, image_url=plan.image_url, link_url=plan.link_url)
+            uow.session.add(lesson)
+            await uow.session.flush()
+            return LessonView.of(lesson)
+
+    async def update_lesson(self, *, course_id: int, lesson_id: int, title: str, body: str = "",
+                            image_url: str | None = None, link_url: str | None = None) -> LessonView:
+        """Change a lesson's text, picture and link (its place and its quiz stay)."""
+        plan = _lesson_plan("The lesson", {"title": title, "body": body, "image_url": image_url,
+                                           "link_url": link_url})
+        async with self.uow() as uow:
+            lesson = await _lesson_of(uow.session, course_id, lesson_id)
+            lesson.title, lesson.body, lesson.image_url, lesson.link_url = (plan.title, plan.body, plan.image_url,
+                                                                            plan.link_url)
+            await uow.session.flush()
+            return LessonView.of(lesson)
+
+    async def delete_lesson(self, *, course_id: int, lesson_id: int) -> None:
+        """Delete a lesson no learner has reached (with its quiz); the lessons after it move up one place."""
+        async with self.uow() as uow:
+            session = uow.session
+            lesson = await _lesson_of(session, course_id, lesson_id)
+            if await _lesson_count(session, course_id) <= 1:
+                raise ValueError("A course needs at least one lesson.")
+            await _refuse_if_reached(session, course_id, lesson.position, "deleted")
+            position = lesson.position
+            await session.execute(delete(m.QuizQuestion).where(m.QuizQuestion.lesson_id == lesson.id))
+            await session.delete(lesson)
+            await session.flush()
+            later = (await session.execute(
+                select(m.Lesson).where(m.Lesson.course_id == course_id, m.Lesson.position > position)
+                .order_by(m.Lesson.position)
+            )).scalars().all()
+            for following in later:  # one at a time, in order: (course, position) stays unique at every step
+                following.position -= 1
+                await session.flush()
+
+    async def move_lesson(self, *, course_id: int, lesson_id: int, offset: int) -> None:
+        """Swap a lesson with the one before (offset -1) or after (+1), when no learner has reached either."""
+        async with self.uow() as uow:
+            session = uow.session
+            lesson = await _lesson_of(session, course_id, lesson_id)
+            other = await _neighbour(session, lesson, m.Lesson.course_id == course_id, offset, "lesson")
+            await _refuse_if_reached(session, course_id, min(lesson.position, other.position), "moved")
+            await _swap(session, lesson, other)
+
+    async def add_question(self, *, course_id: int, lesson_id: int, prompt: str, options: Sequence[str],
+                           correct: int, explanation: str = "") -> QuizQuestionView:
+        """A quiz question at the end of the lesson's quiz (learners on that lesson answer it before going on)."""
+        plan = _question_plan("The question", {"prompt": prompt, "options": options, "correct": correct,
+                                               "explanation": explanation})
+        async with self.uow() as uow:
+            lesson = await _lesson_of(uow.session, course_id, lesson_id)
+            position = int(await uow.session.scalar(
+                select(func.coalesce(func.max(m.QuizQuestion.position), 0)).where(m.QuizQuestion.lesson_id == lesson.id)
+            ) or 0) + 1
+            question = m.QuizQuestion(lesson_id=lesson.id, position=position, prompt=plan.prompt,
+                                      options=list(plan.options), correct_option=plan.correct,
+                                      explanation=plan.explanation)
+            uow.session.add(question)
+            await uow.session.flush()
+            return QuizQuestionView.of(question)
+
+    async def update_question(self, *, course_id: int, lesson_id: int, question_id: int, prompt: str,
+                              options: Sequence[str], correct: int, explanation: str = "") -> QuizQuestionView:
+        """Change a quiz question; once answered, only its prompt and explanation (answers were scored)."""
+        plan = _question_plan("The question", {"prompt": prompt, "options": options, "correct": correct,
+                                               "explanation": explanation})
+        async with self.uow() as uow:
+            question = await _question_of(uow.session, course_id, lesson_id, question_id)
+            changes_scoring = (list(plan.options), plan.correct) != (list(question.options), question.correct_option)
+            if changes_scoring and (answered := await _answers_to(uow.session, question.id)):
+                raise ConflictError(f"{_learners(answered)} answered this question: its options and correct "
+                                    "answer stay as they are (the prompt and explanation can change).")
+            question.prompt, question.options, question.correct_option = plan.prompt, list(plan.options), plan.correct
+            question.explanation = plan.explanation
+            await uow.session.flush()
+            return QuizQuestionView.of(question)
+
+    async def delete_question(self, *, course_id: int, lesson_id: int, question_id: int) -> None:
+        """Delete a quiz question nobody has answered; the ones after it move up."""
+        async with self.uow() as uow:
+            session = uow.session
+            question = await _question_of(session, course_id, lesson_id, question_id)
+            if answered := await _answers_to(session, question.id):
+                raise ConflictError(f"{_learners(answered)} answered this question: deleting it would change "
+                                    "their scores. Edit its prompt or explanation instead.")
+            position = question.position
+            await session.delete(question)
+            await session.flush()
+            later = (await session.execute(
+                select(m.QuizQuestion).where(m.QuizQuestion.lesson_id == lesson_id, m.QuizQuestion.position > position)
+                .order_by(m.QuizQuestion.position)
+            )).scalars().all()
+            for following in later:
+                following.position -= 1
+                await session.flush()
+
+    async def move_question(self, *, course_id: int, lesson_id: int, question_id: int, offset: int) -> None:
+        """Swap a quiz question with the one before (-1) or after (+1); answers stay with their question."""
+        async with self.uow() as uow:
+            question = await _question_of(uow.session, course_id, lesson_id, question_id)
+            other = await _neighbour(uow.session, question, m.QuizQuestion.lesson_id == lesson_id, offset, "question")
+            await _swap(uow.session, question, other)
+
     async def _enrollment_in(self, customer_id: int, course_id: int) -> EnrollmentView | None:
         async with self.uow() as uow:
             enrollment = (await uow.session.execute(
@@ -271,6 +460,72 @@ class CourseService(Service):
 def _course_view(course: m.Course, lesson_count: int, lessons: tuple[LessonView, ...] = ()) -> CourseView:
     return CourseView(course.id, course.key, course.language, course.title, course.description, course.published,
                       int(lesson_count), lessons)
+
+
+def _checked_language(language: str) -> str:
+    code = language.strip().lower()
+    if not code or len(code) > 8 or not code.replace("-", "").isalpha():
+        raise ValueError("The language is a code such as en or zh.")
+    return code
+
+
+def _learners(n: int) -> str:
+    return f"{n} learner{'s' if n != 1 else ''}"
+
+
+async def _lesson_of(session: AsyncSession, course_id: int, lesson_id: int) -> m.Lesson:
+    lesson = await session.get(m.Lesson, lesson_id)
+    if lesson is None or lesson.course_id != course_id:
+        raise NotFound("No such lesson in this course.")
+    return lesson
+
+
+async def _question_of(session: AsyncSession, course_id: int, lesson_id: int, question_id: int) -> m.QuizQuestion:
+    await _lesson_of(session, course_id, lesson_id)
+    question = await session.get(m.QuizQuestion, question_id)
+    if question is None or question.lesson_id != lesson_id:
+        raise NotFound("No such question in this lesson.")
+    return question
+
+
+async def _answers_to(session: AsyncSession, question_id: int) -> int:
+    return int(await session.scalar(select(func.count()).where(m.QuizAnswer.question_id == question_id)) or 0)
+
+
+async def _refuse_if_reached(session: AsyncSession, course_id: int, position: int, done: str) -> None:
+    """ConflictError when a learner has reached the lesson at `position` (or gone past it)."""
+    reached = int(await session.scalar(select(func.count()).where(
+        m.Enrollment.course_id == course_id,
+        (m.Enrollment.current_position >= position) | (m.Enrollment.status == EnrollmentStatus.COMPLETED),
+    )) or 0)
+    if reached:
+        raise ConflictError(f"{_learners(reached)} reached this lesson or went past it: it cannot be {done} "
+                            "without changing their progress. Edit its text instead, or add a new lesson.")
+
+
+async def _neighbour(session: AsyncSession, row: m.Lesson | m.QuizQuestion, same_parent: Any, offset: int,
+                     what: str) -> Any:
+    """The lesson (or question) just before (offset -1) or after (+1) `row`; ValueError when there is none."""
+    if offset not in (-1, 1):
+        raise ValueError(f"A {what} moves up or down one place.")
+    model = type(row)
+    other = (await session.execute(
+        select(model).where(same_parent, model.position == row.position + offset)
+    )).scalar_one_or_none()
+    if other is None:
+        raise ValueError(f"This {what} is already the {'first' if offset < 0 else 'last'}.")
+    return other
+
+
+async def _swap(session: AsyncSession, row: m.Lesson | m.QuizQuestion, other: m.Lesson | m.QuizQuestion) -> None:
+    """Swap two positions through a free one, flushing each step: the (parent, position) pair stays unique."""
+    first, second = row.position, other.position
+    row.position = 0
+    await session.flush()
+    other.position = first
+    await session.flush()
+    row.position = second
+    await session.flush()
 
 
 def _quiz_result(answer: m.QuizAnswer, question: m.QuizQuestion, *, duplicate: bool) -> QuizResult:

@@ -8,18 +8,30 @@ stored one row per question, so a double tap or a redelivered answer is stored o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store import models as m
 from crm_store.coltypes import utcnow
-from crm_store.dto import CustomerSurvey, InvitationView, SurveyResults, SurveyView, TimelineEntry
+from crm_store.dto import (
+    CommentPage,
+    CustomerSurvey,
+    InvitationView,
+    ScoreRow,
+    SurveyComment,
+    SurveyReport,
+    SurveyResults,
+    SurveySummary,
+    SurveyView,
+    TimelineEntry,
+)
 from crm_store.enums import Channel, ConversationStatus, InvitationStatus, SurveyKind, SurveyQuestionKind
 from crm_store.errors import ConflictError, DomainError, NotFound
 from crm_store.events import SurveyAnswered, SurveyInvited
@@ -31,6 +43,9 @@ CSAT_KEY = "csat"
 NPS_KEY = "nps"
 # Channels the bot can ask a survey on.
 CHAT_CHANNELS = (Channel.TELEGRAM, Channel.WEBCHAT)
+SURVEY_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+MAX_TITLE = 200
+MAX_EXPIRY_HOURS = 24 * 365
 
 
 class SurveyQuestion(BaseModel):
@@ -85,11 +100,14 @@ def parse_questions(raw: list[Any]) -> list[SurveyQuestion]:
     """Validate a survey's questions; a DomainError that says which one is wrong."""
     if not raw:
         raise InvalidSurvey("A survey needs at least one question.")
-    try:
-        questions = [SurveyQuestion.model_validate(q) for q in raw]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidSurvey(f"Question {first['loc'][0] if first['loc'] else '?'}: {first['msg']}") from None
+    questions = []
+    for n, q in enumerate(raw, start=1):
+        try:
+            questions.append(SurveyQuestion.model_validate(q))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = f" ({first['loc'][0]})" if first["loc"] else ""
+            raise InvalidSurvey(f"Question {n}{field}: {first['msg'].removeprefix('Value error, ')}") from None
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         raise InvalidSurvey("Two questions have the same id.")
@@ -141,9 +159,7 @@ class SurveyService(Service):
         expires_after_hours: int = 72, active: bool = True,
     ) -> SurveyView:
         """Create the survey `key`, or replace its definition (invitations already sent keep their answers)."""
-        parsed = parse_questions(questions)
-        if expires_after_hours <= 0:
-            raise InvalidSurvey("A survey must stay open for at least an hour.")
+        parsed = _checked_definition(title, questions, expires_after_hours)
         async with self.uow() as uow:
             survey = await _survey_by_key(uow.session, key)
             if survey is None:
@@ -156,6 +172,126 @@ class SurveyService(Service):
             survey.active = active
             await uow.session.flush()
             return SurveyView.of(survey)
+
+    async def create_survey(
+        self, *, key: str, kind: SurveyKind | str, title: str, questions: list[dict[str, Any]],
+        expires_after_hours: int = 72, active: bool = True,
+    ) -> SurveyView:
+        """A new survey (the console's form): like `define_survey`, but a key already taken is refused."""
+        key = key.strip().lower()
+        if not SURVEY_KEY.fullmatch(key):
+            raise InvalidSurvey("The key is 1–100 lowercase letters, digits, - or _ (e.g. post-purchase).")
+        try:
+            kind = SurveyKind(kind)
+        except ValueError:
+            raise InvalidSurvey("A survey is CSAT or NPS.") from None
+        async with self.uow() as uow:
+            if key in DEFAULTS or await _survey_by_key(uow.session, key) is not None:
+                raise ConflictError(f"A survey with the key {key!r} already exists.")
+        try:
+            return await self.define_survey(key=key, kind=kind, title=title, questions=questions,
+                                            expires_after_hours=expires_after_hours, active=active)
+        except IntegrityError:  # created at the same moment by another request
+            raise ConflictError(f"A survey with the key {key!r} already exists.") from None
+
+    async def update_survey(
+        self, *, survey_id: int, title: str, questions: list[dict[str, Any]], expires_after_hours: int,
+        active: bool,
+    ) -> SurveyView:
+        """Change a survey's title, questions, expiry and whether it is sent; its key and kind stay (answers
+        already given keep their question ids)."""
+        parsed = _checked_definition(title, questions, expires_after_hours)
+        async with self.uow() as uow:
+            survey = await _get_survey(uow.session, key=None, survey_id=survey_id)
+            survey.title = title.strip()
+            survey.questions = [q.model_dump(mode="json", exclude_none=True) for q in parsed]
+            survey.expires_after_hours = expires_after_hours
+            survey.active = active
+            await uow.session.flush()
+            view = SurveyView.of(survey)
+            await uow.commit()
+            return view
+
+    async def overview(self) -> list[SurveySummary]:
+        """Every survey (the built-in CSAT and NPS ones too) with sent, answered and its score, CSAT and NPS
+        first."""
+        inv = m.SurveyInvitation
+        async with self.uow() as uow:
+            for key in DEFAULTS:
+                await _get_survey(uow.session, key=key, survey_id=None)
+            surveys = (await uow.session.execute(select(m.Survey).order_by(m.Survey.id))).scalars().all()
+            rows = (await uow.session.execute(
+                select(inv.survey_id, *_aggregates()).group_by(inv.survey_id)
+            )).all()
+            await uow.commit()
+            totals = {row[0]: row[1:] for row in rows}
+            summaries = [SurveySummary(SurveyView.of(s), _score_row(str(s.kind), s.title,
+                                                                    totals.get(s.id, (0, 0, 0, 0, 0, 0))))
+                         for s in surveys]
+        return sorted(summaries, key=lambda x: (x.survey.key not in DEFAULTS, x.survey.id))
+
+    async def report(
+        self, *, survey_id: int, start: date | None = None, end: date | None = None, campaign: str | None = None,
+    ) -> SurveyReport:
+        """The survey's results among the invitations sent from `start` to `end` (days, inclusive, UTC) in
+        `campaign`: totals, by agent, by team and by ISO week of sending (one GROUP BY query each)."""
+        inv = m.SurveyInvitation
+        async with self.uow() as uow:
+            session = uow.session
+            survey = await _get_survey(session, key=None, survey_id=survey_id)
+            kind = str(survey.kind)
+
+            def within(query: Any) -> Any:
+                return _within(query, survey.id, start=start, end=end, campaign=campaign)
+
+            totals = (await session.execute(within(select(*_aggregates())))).one()
+            by_agent = (await session.execute(within(
+                select(inv.agent_id, m.Agent.name, *_aggregates()).outerjoin(m.Agent, m.Agent.id == inv.agent_id)
+            ).group_by(inv.agent_id, m.Agent.name).order_by(m.Agent.name.nulls_last(), inv.agent_id))).all()
+            by_team = (await session.execute(within(
+                select(inv.team_id, m.Team.name, *_aggregates()).outerjoin(m.Team, m.Team.id == inv.team_id)
+            ).group_by(inv.team_id, m.Team.name).order_by(m.Team.name.nulls_last(), inv.team_id))).all()
+            week = _week_start(session.bind.dialect.name).label("week")
+            by_week = (await session.execute(
+                within(select(week, *_aggregates())).group_by(week).order_by(week)
+            )).all()
+            campaigns = (await session.execute(
+                select(inv.campaign).where(inv.survey_id == survey.id, inv.campaign.is_not(None))
+                .group_by(inv.campaign).order_by(inv.campaign)
+            )).scalars().all()
+            return SurveyReport(
+                survey=SurveyView.of(survey), totals=_score_row(kind, "All", totals),
+                by_agent=tuple(_score_row(kind, name or "No agent", row[2:]) for row in by_agent
+                               for name in [row[1]]),
+                by_team=tuple(_score_row(kind, name or "No team", row[2:]) for row in by_team
+                              for name in [row[1]]),
+                by_week=tuple(_score_row(kind, _iso_week(row[0]), row[1:]) for row in by_week),
+                campaigns=tuple(campaigns),
+            )
+
+    async def comments(
+        self, *, survey_id: int, start: date | None = None, end: date | None = None, campaign: str | None = None,
+        limit: int = 20, offset: int = 0,
+    ) -> CommentPage:
+        """The comments (answers to the survey's text questions), newest first, with the invitation's score, the
+        customer and the agent; one page of them and how many there are."""
+        inv, answer = m.SurveyInvitation, m.SurveyAnswer
+        async with self.uow() as uow:
+            survey = await _get_survey(uow.session, key=None, survey_id=survey_id)
+            text_ids = [q.id for q in _questions(survey) if q.kind == SurveyQuestionKind.TEXT]
+
+            def commented(query: Any) -> Any:
+                return _within(query.join(inv, inv.id == answer.invitation_id), survey.id, start=start, end=end,
+                               campaign=campaign).where(answer.question_id.in_(text_ids),
+                                                        answer.value_text.is_not(None))
+
+            total = await uow.session.scalar(commented(select(func.count(answer.id))))
+            rows = (await uow.session.execute(commented(
+                select(answer.invitation_id, answer.created_at, answer.value_text, inv.score, inv.customer_id,
+                       m.Customer.name, m.Agent.name, inv.campaign)
+            ).join(m.Customer, m.Customer.id == inv.customer_id).outerjoin(m.Agent, m.Agent.id == inv.agent_id)
+                .order_by(answer.created_at.desc(), answer.id.desc()).limit(limit).offset(offset))).all()
+            return CommentPage(tuple(SurveyComment(*row) for row in rows), int(total or 0))
 
     async def get(self, *, key: str | None = None, survey_id: int | None = None) -> SurveyView:
         async with self.uow() as uow:
@@ -357,6 +493,59 @@ async def invite_in(
         conversation_id=conversation_id, channel=str(identity.channel), external_id=identity.external_id,
     ))
     return invitation, False
+
+
+def _checked_definition(title: str, questions: list[Any], expires_after_hours: int) -> list[SurveyQuestion]:
+    if not title.strip():
+        raise InvalidSurvey("A survey needs a title.")
+    if len(title.strip()) > MAX_TITLE:
+        raise InvalidSurvey(f"The title is longer than {MAX_TITLE} characters.")
+    if not 0 < expires_after_hours <= MAX_EXPIRY_HOURS:
+        raise InvalidSurvey("A survey stays open from one hour to a year.")
+    return parse_questions(questions)
+
+
+def _aggregates() -> tuple[Any, ...]:
+    """sent, answered, the sum of scores, CSAT's satisfied (4–5), NPS's promoters (9–10) and detractors (0–6)."""
+    score = m.SurveyInvitation.score
+
+    def counted(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    return (func.count(m.SurveyInvitation.id), func.count(score), func.coalesce(func.sum(score), 0),
+            counted(score >= 4), counted(score >= 9), counted(score <= 6))
+
+
+def _score_row(kind: str, label: str, values: Any) -> ScoreRow:
+    sent, answered, total, satisfied, promoters, detractors = (int(v or 0) for v in values)
+    return ScoreRow.of(kind, label, sent=sent, answered=answered, total=total, satisfied=satisfied,
+                       promoters=promoters, detractors=detractors)
+
+
+def _within(query: Any, survey_id: int, *, start: date | None, end: date | None, campaign: str | None) -> Any:
+    """`query` over the survey's invitations sent from `start` to `end` (inclusive days, UTC) in `campaign`."""
+    inv = m.SurveyInvitation
+    query = query.where(inv.survey_id == survey_id)
+    if start is not None:
+        query = query.where(inv.sent_at >= datetime.combine(start, time(), UTC))
+    if end is not None:
+        query = query.where(inv.sent_at < datetime.combine(end + timedelta(days=1), time(), UTC))
+    if campaign is not None:
+        query = query.where(inv.campaign == campaign)
+    return query
+
+
+def _week_start(dialect: str) -> Any:
+    """The Monday (UTC) of the ISO week an invitation was sent in."""
+    if dialect == "postgresql":
+        return func.date(func.date_trunc("week", func.timezone("UTC", m.SurveyInvitation.sent_at)))
+    return func.date(m.SurveyInvitation.sent_at, "weekday 0", "-6 days")  # SQLite: the next Sunday, back 6 days
+
+
+def _iso_week(monday: date | datetime | str) -> str:
+    day = date.fromisoformat(monday[:10]) if isinstance(monday, str) else monday
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 async def csat_survey(session: AsyncSession) -> m.Survey:

@@ -108,8 +108,13 @@ async def fill(crm, staff):  # type: ignore[no-untyped-def]
     article = await crm.knowledge.create_article(question="Do you walk?", answer="Yes.", language="en")
     chat = await crm.conversations.record_incoming(channel="telegram", external_id="walk", text="Hello?")
     await crm.conversations.hand_off(conversation_id=chat.conversation.id, reason="customer_asked")  # unassigned
+    survey = await crm.surveys.get(key="csat")
+    course = await crm.courses.create_course(key="walk", title="Walk", language="en", lessons=[
+        {"title": "One", "quiz": [{"prompt": "?", "options": ["a", "b"], "correct": 0}]}, {"title": "Two"}])
     values = {"agent_id": spare.id, "team_id": staff.team_id, "token_id": token.view.id,
-              "customer_id": customer.id, "article_id": article.id, "conversation_id": chat.conversation.id}
+              "customer_id": customer.id, "article_id": article.id, "conversation_id": chat.conversation.id,
+              "survey_id": survey.id, "course_id": course.id, "lesson_id": course.lessons[0].id,
+              "question_id": course.lessons[0].quiz[0].id}
 
     def concrete(path: str) -> str:
         return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(values.get(m.group(1), 999_999)), path)

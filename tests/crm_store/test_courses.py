@@ -271,3 +271,115 @@ async def test_merging_customers_keeps_the_progress_further_along(crm) -> None:
     assert await count(crm, m.Enrollment) == 2 and await count(crm, m.QuizAnswer) == 1
     step = await crm.courses.current_step(enrollment_id=ahead.id, customer_id=known.id)
     assert step.lesson.title == "Leaf"
+
+
+# --- authoring and the completion report (the console) ---------------------------------------------------------
+
+
+async def finish_first_lesson(crm, course, who):  # type: ignore[no-untyped-def]
+    """`who` enrols and completes lesson 1 (answering its quiz right)."""
+    e = await crm.courses.enroll(customer_id=who.id, course_id=course.id)
+    water = course.lessons[0]
+    await crm.courses.answer_quiz(enrollment_id=e.id, customer_id=who.id, question_id=water.quiz[0].id, option=1)
+    await crm.courses.complete_lesson(enrollment_id=e.id, customer_id=who.id, lesson_id=water.id)
+    return e
+
+
+async def test_the_completion_report_counts_enrolled_completed_and_right_answers(crm) -> None:
+    course, other = await make_course(crm), await make_course(crm, key="draft", published=False)
+    ann, bob = await customer(crm, "Ann"), await customer(crm, "Bob")
+    e = await finish_first_lesson(crm, course, ann)
+    leaf, gongfu = course.lessons[1:]
+    ids = {"enrollment_id": e.id, "customer_id": ann.id}
+    await crm.courses.answer_quiz(**ids, question_id=leaf.quiz[0].id, option=1)  # wrong
+    await crm.courses.answer_quiz(**ids, question_id=leaf.quiz[1].id, option=1)  # right
+    await crm.courses.complete_lesson(**ids, lesson_id=leaf.id)
+    await crm.courses.complete_lesson(**ids, lesson_id=gongfu.id)
+    e_bob = await crm.courses.enroll(customer_id=bob.id, course_id=course.id)
+    await crm.courses.answer_quiz(enrollment_id=e_bob.id, customer_id=bob.id, question_id=course.lessons[0].quiz[0].id,
+                                  option=0)  # wrong
+
+    report = {s.course.key: s for s in await crm.courses.overview()}
+    basics = report["basics"]
+    assert (basics.enrolled, basics.completed, basics.quiz_answers, basics.quiz_correct) == (2, 1, 4, 2)
+    assert (basics.average_score, basics.completion_rate, basics.furthest_position) == (50.0, 0.5, 3)
+    draft = report["draft"]
+    assert (draft.course.published, draft.enrolled, draft.average_score, draft.furthest_position) == (False, 0, None, 0)
+    assert (await crm.courses.report(course_id=other.id)).course.title == "Course draft"
+    with pytest.raises(NotFound):
+        await crm.courses.report(course_id=999_999)
+
+
+async def test_course_details_lessons_and_quizzes_can_be_edited(crm) -> None:
+    course = await make_course(crm, published=False)
+    changed = await crm.courses.update_course(course_id=course.id, title="Tea 102", language="ZH",
+                                              description="More tea", published=True)
+    assert (changed.key, changed.title, changed.language, changed.description, changed.published) == (
+        "basics", "Tea 102", "zh", "More tea", True)
+    with pytest.raises(ValueError, match="title"):
+        await crm.courses.update_course(course_id=course.id, title="", language="en", description="", published=True)
+
+    added = await crm.courses.add_lesson(course_id=course.id, title="Storage", body="Keep it *dry*",
+                                         image_url="https://img.example/jar.png")
+    assert added.position == 4
+    with pytest.raises(ValueError, match="image URL"):
+        await crm.courses.add_lesson(course_id=course.id, title="Bad", image_url="javascript:alert(1)")
+    edited = await crm.courses.update_lesson(course_id=course.id, lesson_id=added.id, title="Storing tea",
+                                             body="Cool and dark", link_url="https://example.com/jars")
+    assert (edited.title, edited.body, edited.image_url, edited.link_url) == (
+        "Storing tea", "Cool and dark", None, "https://example.com/jars")
+    q = await crm.courses.add_question(course_id=course.id, lesson_id=added.id, prompt="Where?",
+                                       options=["Fridge", "Cupboard"], correct=1, explanation="Dry and dark.")
+    q2 = await crm.courses.add_question(course_id=course.id, lesson_id=added.id, prompt="How long?",
+                                        options=["A year", "Ten years"], correct=0)
+    await crm.courses.move_question(course_id=course.id, lesson_id=added.id, question_id=q2.id, offset=-1)
+    with pytest.raises(ValueError, match="correct option"):
+        await crm.courses.update_question(course_id=course.id, lesson_id=added.id, question_id=q.id, prompt="?",
+                                          options=["a", "b"], correct=2)
+    await crm.courses.update_question(course_id=course.id, lesson_id=added.id, question_id=q.id, prompt="Where to?",
+                                      options=["Fridge", "Cupboard", "Car"], correct=1)
+    await crm.courses.move_lesson(course_id=course.id, lesson_id=added.id, offset=-1)
+    with pytest.raises(ValueError, match="first"):
+        await crm.courses.move_lesson(course_id=course.id, lesson_id=course.lessons[0].id, offset=-1)
+    await crm.courses.delete_lesson(course_id=course.id, lesson_id=course.lessons[1].id)  # Leaf, with its quiz
+    await crm.courses.delete_question(course_id=course.id, lesson_id=added.id, question_id=q2.id)
+
+    now = await crm.courses.get_course(course_id=course.id)
+    assert [(lesson.position, lesson.title) for lesson in now.lessons] == [(1, "Water"), (2, "Storing tea"),
+                                                                           (3, "Gongfu")]
+    assert [(x.position, x.prompt, x.options) for x in now.lessons[1].quiz] == [
+        (1, "Where to?", ("Fridge", "Cupboard", "Car"))]
+    assert await count(crm, m.QuizQuestion) == 2  # Water's and Storing tea's
+    with pytest.raises(NotFound):  # another course's lesson
+        other = await make_course(crm, key="other")
+        await crm.courses.update_lesson(course_id=course.id, lesson_id=other.lessons[0].id, title="x")
+
+
+async def test_what_learners_reached_cannot_move_or_go_and_answered_questions_keep_their_scoring(crm) -> None:
+    course, ann = await make_course(crm), await customer(crm)
+    water, leaf, gongfu = course.lessons
+    await finish_first_lesson(crm, course, ann)  # Ann studies lesson 2 now
+    with pytest.raises(ConflictError, match="1 learner reached"):
+        await crm.courses.delete_lesson(course_id=course.id, lesson_id=water.id)
+    with pytest.raises(ConflictError):
+        await crm.courses.delete_lesson(course_id=course.id, lesson_id=leaf.id)  # she is on it
+    with pytest.raises(ConflictError):
+        await crm.courses.move_lesson(course_id=course.id, lesson_id=gongfu.id, offset=-1)  # would swap with hers
+    question = water.quiz[0]
+    with pytest.raises(ConflictError, match="answered"):
+        await crm.courses.update_question(course_id=course.id, lesson_id=water.id, question_id=question.id,
+                                          prompt=question.prompt, options=list(question.options), correct=0)
+    with pytest.raises(ConflictError, match="answered"):
+        await crm.courses.delete_question(course_id=course.id, lesson_id=water.id, question_id=question.id)
+    await crm.courses.update_question(course_id=course.id, lesson_id=water.id, question_id=question.id,
+                                      prompt="Water for green tea?", options=list(question.options), correct=1,
+                                      explanation="Cooler water, sweeter cup.")
+    extra = await crm.courses.add_lesson(course_id=course.id, title="Storage")
+    await crm.courses.move_lesson(course_id=course.id, lesson_id=extra.id, offset=-1)  # ahead of everyone: fine
+    await crm.courses.delete_lesson(course_id=course.id, lesson_id=gongfu.id)
+    progress = (await crm.courses.progress(customer_id=ann.id))[0]
+    assert (progress.current_position, progress.lessons_done, progress.lessons_total, progress.quiz_correct) == (
+        2, 1, 3, 1)
+    with pytest.raises(ValueError, match="at least one lesson"):
+        lone = await make_course(crm, key="lone", lessons=[lesson("Only")])
+        await crm.courses.delete_lesson(course_id=lone.id, lesson_id=lone.lessons[0].id)

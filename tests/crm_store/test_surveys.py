@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
 
 from crm_store import models as m
 from crm_store.coltypes import utcnow
+from crm_store.errors import ConflictError
 from crm_store.events import SurveyAnswered, SurveyInvited
 from crm_store.services.surveys import InvalidSurvey, NoChat, OptedOut
+from tests.crm_store.surveying import seed_csat, seed_nps
 from tests.support import make_agent, make_chat
 
 
@@ -176,3 +178,71 @@ async def test_survey_definitions_are_validated(crm) -> None:
     ])
     assert [q["id"] for q in survey.questions] == ["rating", "reason", "comment"]
     assert (await crm.surveys.get(key="csat")).questions[1]["options"] == ["speed", "friendliness", "answer"]
+
+
+# --- results for the console ------------------------------------------------------------------------------------
+
+
+async def test_csat_results_by_agent_team_and_week_are_the_hand_computed_ones(crm) -> None:
+    seed = await seed_csat(crm)
+    report = await crm.surveys.report(survey_id=seed.survey_id)
+    assert (report.totals.sent, report.totals.answered, report.totals.mean, report.totals.score) == (9, 8, 3.625, 62.5)
+    agents = {r.label: (r.sent, r.answered, round(r.mean, 3), round(r.score, 1)) for r in report.by_agent}
+    assert agents == {"Ann": (3, 3, 3.667, 66.7), "Bob": (2, 2, 5.0, 100.0), "Cy": (4, 3, 2.667, 33.3)}
+    teams = {r.label: (r.sent, r.answered, r.mean, r.satisfied) for r in report.by_team}
+    assert teams == {"Care team": (5, 5, 4.2, 4), "Sales team": (4, 3, 8 / 3, 1)}
+    weeks = [(r.label, r.sent, r.answered, round(r.mean, 3), r.score) for r in report.by_week]
+    assert weeks == [("2024-W10", 4, 3, 4.667, 100.0), ("2024-W11", 5, 5, 3.0, 40.0)]
+
+    week_11 = await crm.surveys.report(survey_id=seed.survey_id, start=date(2024, 3, 11), end=date(2024, 3, 17))
+    assert (week_11.totals.sent, week_11.totals.answered, week_11.totals.mean) == (5, 5, 3.0)
+    assert [r.label for r in week_11.by_week] == ["2024-W11"]
+    none = await crm.surveys.report(survey_id=seed.survey_id, campaign="q9")
+    assert (none.totals.sent, none.totals.mean, none.totals.score, none.by_agent) == (0, None, None, ())
+
+
+async def test_nps_results_count_promoters_passives_and_detractors_per_campaign(crm) -> None:
+    survey_id = await seed_nps(crm)
+    q1 = await crm.surveys.report(survey_id=survey_id, campaign="q1")
+    t = q1.totals
+    assert (t.answered, t.promoters, t.passives, t.detractors, round(t.score, 2)) == (7, 3, 2, 2, 14.29)
+    everything = (await crm.surveys.report(survey_id=survey_id)).totals
+    assert (everything.answered, everything.detractors, everything.score) == (8, 3, 0.0)
+    assert (await crm.surveys.report(survey_id=survey_id)).campaigns == ("q1", "q2")
+    listed = {s.survey.key: s.totals for s in await crm.surveys.overview()}
+    assert listed["nps"].answered == 8 and listed["csat"].sent == 0
+
+
+async def test_comments_are_paged_newest_first_with_score_customer_and_agent(crm) -> None:
+    seed = await seed_csat(crm, comments={0: "Great", 2: "Slow", 5: "<script>alert(1)</script>"})
+    first = await crm.surveys.comments(survey_id=seed.survey_id, limit=2)
+    assert first.total == 3
+    assert [(c.text, c.score, c.agent_name, c.customer_name) for c in first.comments] == [
+        ("<script>alert(1)</script>", 1, "Cy", "Rita Rater"), ("Slow", 2, "Ann", "Rita Rater")]
+    second = await crm.surveys.comments(survey_id=seed.survey_id, limit=2, offset=2)
+    assert [c.text for c in second.comments] == ["Great"]
+    march_11 = await crm.surveys.comments(survey_id=seed.survey_id, start=date(2024, 3, 11), end=date(2024, 3, 11))
+    assert [c.text for c in march_11.comments] == ["Slow"]
+
+
+async def test_creating_and_updating_a_survey_keeps_key_and_kind(crm) -> None:
+    questions = [{"id": "stars", "kind": "rating", "min": 1, "max": 5, "prompt": {"en": "Stars?", "zh": "几星？"}}]
+    made = await crm.surveys.create_survey(key="after-delivery", kind="csat", title="After delivery",
+                                           questions=questions, expires_after_hours=48)
+    with pytest.raises(ConflictError):
+        await crm.surveys.create_survey(key="after-delivery", kind="nps", title="Again", questions=questions)
+    with pytest.raises(ConflictError):
+        await crm.surveys.create_survey(key="csat", kind="csat", title="Shadow", questions=questions)
+    with pytest.raises(InvalidSurvey, match="key"):
+        await crm.surveys.create_survey(key="Bad Key!", kind="csat", title="x", questions=questions)
+    with pytest.raises(InvalidSurvey, match="title"):
+        await crm.surveys.update_survey(survey_id=made.id, title=" ", questions=questions, expires_after_hours=1,
+                                        active=True)
+    with pytest.raises(InvalidSurvey, match="Question 2"):
+        await crm.surveys.update_survey(survey_id=made.id, title="T", expires_after_hours=1, active=True,
+                                        questions=[*questions, {"id": "c", "kind": "choice", "options": ["a"],
+                                                                "prompt": {"en": "?"}}])
+    changed = await crm.surveys.update_survey(survey_id=made.id, title="After delivery (v2)", questions=questions,
+                                              expires_after_hours=24, active=False)
+    assert (changed.key, changed.kind, changed.title, changed.active, changed.expires_after_hours) == (
+        "after-delivery", "csat", "After delivery (v2)", False, 24)
