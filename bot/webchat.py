@@ -58,7 +58,7 @@ class WebchatHub:
     """Open pages by visitor id; pushes the agent replies meant for them."""
 
     def __init__(self) -> None:
-        self._pages: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._pages: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = defaultdict(set)
 
     def attach(self, bus: Any) -> None:
         bus.subscribe(f"webchat-push-{uuid.uuid4().hex[:12]}", self.on_event)
@@ -75,8 +75,8 @@ class WebchatHub:
             queue.put_nowait(message)
 
     @asynccontextmanager
-    async def listen(self, visitor_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    async def listen(self, visitor_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any] | None]]:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._pages[visitor_id].add(queue)
         try:
             yield queue
@@ -84,6 +84,12 @@ class WebchatHub:
             self._pages[visitor_id].discard(queue)
             if not self._pages[visitor_id]:
                 del self._pages[visitor_id]
+
+    def close(self) -> None:
+        """End every open page's stream (the server is stopping); browsers reconnect to another process."""
+        for queues in list(self._pages.values()):
+            for queue in list(queues):
+                queue.put_nowait(None)
 
     def listeners(self, visitor_id: str) -> int:
         return len(self._pages.get(visitor_id, ()))
@@ -130,6 +136,8 @@ def webchat_router(engine: DialogueEngine, hub: WebchatHub) -> APIRouter:
                     except TimeoutError:
                         yield ": keepalive\n\n"
                         continue
+                    if message is None:  # the server is stopping
+                        return
                     yield f"event: message\ndata: {json.dumps(message, ensure_ascii=False)}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream",

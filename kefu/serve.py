@@ -31,6 +31,8 @@ class Stack:
     engine: Any
     telegram: Any  # bot.telegram.TelegramChannel or None
     webhook_path: str | None
+    # Ends the open live streams (the web chat's and the console's), so a stop does not wait on them.
+    end_streams: Callable[[], None] = lambda: None
 
 
 def ensure_nlu_model(settings: NluSettings, encoders: Any, say: Callable[[str], None]) -> None:
@@ -104,7 +106,13 @@ async def running_stack(
                                   footer_links=[("Customer web chat", "/webchat")])
         if telegram is not None and webhook_path is None:
             tasks.append(asyncio.create_task(telegram.start_polling(), name="telegram-polling"))
-        yield Stack(app, engine, telegram, webhook_path)
+        live = app.state.console_live
+
+        def end_streams() -> None:
+            hub.close()
+            live.close()
+
+        yield Stack(app, engine, telegram, webhook_path, end_streams)
     finally:
         if telegram is not None:
             if tasks:
@@ -159,9 +167,20 @@ async def serve(*, host: str, port: int, store: StoreSettings, shop_name: str, s
     import uvicorn
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("jieba", "bm25s"):  # they set DEBUG on their own loggers when imported: keep it off the root's
+        logging.getLogger(chatty).propagate = False
     async with running_stack(store=store, shop_name=shop_name, say=say) as stack:
-        config = uvicorn.Config(stack.app, host=host, port=port, log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
+        loop = asyncio.get_running_loop()
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                super().handle_exit(sig, frame)
+                loop.call_soon_threadsafe(stack.end_streams)  # open pages' streams end at once
+
+        # Anything still open after 5 s is cut, so Ctrl+C never waits long.
+        config = uvicorn.Config(stack.app, host=host, port=port, log_level="warning", lifespan="off",
+                                timeout_graceful_shutdown=5)
+        server = Server(config)
         if started is not None:
             started(stack)
         await server.serve()

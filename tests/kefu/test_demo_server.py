@@ -81,6 +81,19 @@ async def test_demo_serves_the_web_chat_the_console_and_telegram_on_one_port(
                                                                            "text": "我的积分怎么兑换礼品？"})
                 assert chinese.json()["language"] == "zh" and chinese.json()["replies"]
 
+            # A page left open (a live stream) must not hold Ctrl+C up.
+            streaming = asyncio.Event()
+
+            async def keep_a_page_open() -> None:
+                async with httpx.AsyncClient(base_url=base, timeout=None) as client, client.stream(
+                    "GET", "/webchat/api/events", params={"visitor_id": "v-open"}
+                ) as response:
+                    async for _ in response.aiter_lines():
+                        streaming.set()
+
+            open_page = asyncio.create_task(keep_a_page_open())
+            await asyncio.wait_for(streaming.wait(), timeout=10)
+
             tg.user_message(4242, "/start", language_code="zh-hans")
             (welcome,) = await tg.wait_for_messages(4242, 1, timeout=30)
             assert welcome["text"].startswith("您好")
@@ -97,6 +110,8 @@ async def test_demo_serves_the_web_chat_the_console_and_telegram_on_one_port(
                     process.kill()
                     await process.wait()
                     raise AssertionError("kefu demo did not stop on Ctrl+C:\n" + "".join(output)) from None
+        open_page.cancel()
+        await asyncio.gather(open_page, return_exceptions=True)
         rest = (await process.stdout.read()).decode() if process.stdout else ""
         assert process.returncode in (0, 130), "".join(output) + rest
         assert "Traceback" not in "".join(output) + rest
