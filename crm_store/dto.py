@@ -491,34 +491,6 @@ class CustomerSurvey:
 
 
 @dataclass(frozen=True)
-class SurveyResults:
-    kind: str
-    sent: int
-    answered: int  # invitations with a score
-    mean: float | None
-    score: float | None  # CSAT: % of 4s and 5s; NPS: % promoters - % detractors
-    promoters: int = 0
-    passives: int = 0
-    detractors: int = 0
-
-    @property
-    def response_rate(self) -> float:
-        return self.answered / self.sent if self.sent else 0.0
-
-    @classmethod
-    def compute(cls, kind: str, *, sent: int, scores: list[int]) -> SurveyResults:
-        n = len(scores)
-        mean = sum(scores) / n if n else None
-        if kind == "nps":
-            promoters = sum(1 for s in scores if s >= 9)
-            detractors = sum(1 for s in scores if s <= 6)
-            nps = 100.0 * (promoters - detractors) / n if n else None
-            return cls(kind, sent, n, mean, nps, promoters, n - promoters - detractors, detractors)
-        satisfied = sum(1 for s in scores if s >= 4)
-        return cls(kind, sent, n, mean, 100.0 * satisfied / n if n else None)
-
-
-@dataclass(frozen=True)
 class ScoreRow:
     """Aggregated answers of one group (an agent, a team, a week, or all): CSAT as the mean rating and the share of
     4s and 5s; NPS as % promoters (9–10) minus % detractors (0–6)."""

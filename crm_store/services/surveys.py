@@ -27,7 +27,6 @@ from crm_store.dto import (
     ScoreRow,
     SurveyComment,
     SurveyReport,
-    SurveyResults,
     SurveySummary,
     SurveyView,
     TimelineEntry,
@@ -433,19 +432,16 @@ class SurveyService(Service):
             ]
 
     async def results(self, *, key: str | None = None, survey_id: int | None = None,
-                      campaign: str | None = None) -> SurveyResults:
+                      campaign: str | None = None) -> ScoreRow:
         """Sent, answered and the score: CSAT as the mean rating and the share of 4s and 5s; NPS as promoters
-        (9–10) minus detractors (0–6), in percent."""
+        (9–10) minus detractors (0–6), in percent; one aggregate query."""
         async with self.uow() as uow:
             survey = await _get_survey(uow.session, key=key, survey_id=survey_id)
-            query = select(m.SurveyInvitation.status, m.SurveyInvitation.score).where(
-                m.SurveyInvitation.survey_id == survey.id
-            )
+            query = select(*_aggregates()).where(m.SurveyInvitation.survey_id == survey.id)
             if campaign is not None:
                 query = query.where(m.SurveyInvitation.campaign == campaign)
-            rows = (await uow.session.execute(query)).all()
-            scores = [score for _, score in rows if score is not None]
-            return SurveyResults.compute(str(survey.kind), sent=len(rows), scores=scores)
+            values = (await uow.session.execute(query)).one()
+            return _score_row(str(survey.kind), campaign or survey.key, values)
 
     async def expire_due(self) -> int:
         """Mark invitations past their expiry as expired (a timer calls this); how many were."""
