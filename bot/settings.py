@@ -22,3 +22,18 @@ class BotSettings(BaseSettings):
     # Per-chat throttle: at most this many messages per window.
     throttle_messages: int = Field(default=8, ge=1)
     throttle_window_s: float = Field(default=10.0, gt=0)
+
+    # Outbound sending (every process that talks to Telegram shares these limits through Redis when it is set):
+    # Telegram allows about 30 messages a second per bot and one a second per chat.
+    send_per_second: float = Field(default=30.0, gt=0)
+    chat_send_interval_s: float = Field(default=1.0, ge=0)
+    # A 429 asking to wait longer than this is not waited out in line: the message is left for a later retry.
+    retry_after_max_s: float = Field(default=60.0, gt=0)
+    # The delivery worker: messages another worker took but did not confirm for this long are taken over.
+    delivery_reclaim_after_s: float = Field(default=15.0, gt=0)
+    # Deliveries in flight at once in one worker (different chats; one chat's messages always go in order).
+    delivery_concurrency: int = Field(default=32, ge=1)
+    # The worker's timers (survey expiry, SLA due): how often they run.
+    timers_interval_s: float = Field(default=30.0, gt=0)
+    # Stored Telegram updates not handled after this long (a process died mid-way) are handled again.
+    redrive_after_s: float = Field(default=30.0, gt=0)
