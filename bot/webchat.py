@@ -17,7 +17,6 @@ import asyncio
 import functools
 import json
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,7 +60,7 @@ class WebchatHub:
         self._pages: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = defaultdict(set)
 
     def attach(self, bus: Any) -> None:
-        bus.subscribe(f"webchat-push-{uuid.uuid4().hex[:12]}", self.on_event)
+        bus.broadcast("webchat-push", self.on_event)
 
     async def on_event(self, event: DomainEvent) -> None:
         if not isinstance(event, AgentReplied | BotPushed) or event.channel != "webchat" or not event.external_id:

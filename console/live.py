@@ -1,8 +1,8 @@
 """Live updates of the console: a per-process hub fed by the event bus, and the Server-Sent Events streams the
 inbox and the conversation view listen to.
 
-Every console process subscribes with a group of its own (a random suffix): on Redis Streams a consumer group
-hands each event to one consumer only, and each process has its own open pages to tell. A notice carries ids and
+Every console process hears every event (the bus's broadcast: on Redis a plain XREAD, no consumer group left
+behind), since each process has its own open pages to tell. A notice carries ids and
 the event's name, never a message's text: the page fetches what changed through its own, permission-checked,
 fragment routes."""
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -67,10 +66,10 @@ class LiveHub:
 
     def __init__(self) -> None:
         self._listeners: set[asyncio.Queue[Notice | None]] = set()
-        self.group = f"console-live-{uuid.uuid4().hex[:12]}"
+        self.group = "console-live"
 
     def attach(self, bus: Any) -> None:
-        bus.subscribe(self.group, self.on_event)
+        bus.broadcast(self.group, self.on_event)
 
     async def on_event(self, event: DomainEvent) -> None:
         notice = notice_of(event)

@@ -41,6 +41,10 @@ class EventBus(Protocol):
 
     def subscribe(self, group: str, handler: Handler) -> None: ...
 
+    def broadcast(self, name: str, handler: Handler) -> None:
+        """Every process hears every event published from now on (a cache to refresh, a page to update)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -93,6 +97,10 @@ class InProcessEventBus:
             if self._started:
                 local.task = self._spawn(local)
         local.handlers.append(handler)
+
+    def broadcast(self, name: str, handler: Handler) -> None:
+        """In one process a broadcast is a group of its own."""
+        self.subscribe(f"broadcast:{name}:{id(handler)}", handler)
 
     async def start(self) -> None:
         """Start one delivery task per group (events queued before start are delivered now)."""
@@ -218,6 +226,9 @@ class RedisEventBus:
         self._owns_client = owns_client
         self._handlers: dict[str, list[Handler]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._broadcast: list[tuple[str, Handler]] = []
+        self._broadcast_task: asyncio.Task[None] | None = None
+        self._broadcast_from = "$"
         # XAUTOCLAIM cursor per group, so a long pending list is scanned in turn rather than from 0-0 each time.
         self._claim_cursor: dict[str, str] = {}
         self._stopping = asyncio.Event()
@@ -294,6 +305,15 @@ class RedisEventBus:
         if self._started and group not in self._tasks:
             self._tasks[group] = self._spawn(group)
 
+    def broadcast(self, name: str, handler: Handler) -> None:
+        """Hear every event from now on in this process: a plain XREAD from the stream's end, no consumer group,
+        so nothing is left behind on Redis when the process goes (unlike a group per process)."""
+        if self._closed:
+            raise RuntimeError("the event bus is closed")
+        self._broadcast.append((name, handler))
+        if self._started and self._broadcast_task is None:
+            self._broadcast_task = self._spawn_broadcast()
+
     async def start(self) -> None:
         """Create the groups and start one consumer loop per group."""
         if self._closed:
@@ -308,6 +328,10 @@ class RedisEventBus:
             except (aioredis.RedisError, OSError):
                 logger.warning("event bus: cannot create group %s yet; its loop will retry", group, exc_info=True)
             self._tasks[group] = self._spawn(group)
+        if self._broadcast:
+            # The starting point is taken now, so that an event published right after start() is heard.
+            self._broadcast_from = await self._stream_end()
+            self._broadcast_task = self._spawn_broadcast()
 
     async def close(self) -> None:
         """Stop the loops after the entry in flight; unhandled entries stay pending for another consumer."""
@@ -315,7 +339,7 @@ class RedisEventBus:
             return
         self._closed = True
         self._stopping.set()
-        tasks = list(self._tasks.values())
+        tasks = list(self._tasks.values()) + ([self._broadcast_task] if self._broadcast_task else [])
         if tasks:
             _, still_running = await asyncio.wait(tasks, timeout=self.shutdown_timeout_s)
             for task in still_running:
@@ -329,6 +353,49 @@ class RedisEventBus:
 
     def _spawn(self, group: str) -> asyncio.Task[None]:
         return asyncio.create_task(self._consume(group), name=f"event-bus:{self.stream}:{group}")
+
+    def _spawn_broadcast(self) -> asyncio.Task[None]:
+        return asyncio.create_task(self._listen(), name=f"event-bus:{self.stream}:broadcast")
+
+    async def _stream_end(self) -> str:
+        """The id of the stream's last entry ("0-0" for an empty or missing stream)."""
+        try:
+            last = await self.redis.xrevrange(self.stream, count=1)
+        except (aioredis.RedisError, OSError):
+            logger.warning("event bus: cannot read %s's end yet", self.stream, exc_info=True)
+            return "$"
+        return _text(last[0][0]) if last else "0-0"
+
+    async def _listen(self) -> None:
+        """The broadcast loop: XREAD after the last id seen; after an outage, from the stream's end again (a
+        broadcast refreshes caches and pages, which the next event brings up to date)."""
+        last = self._broadcast_from
+        backoff = _BACKOFF_MIN_S
+        while not self._stopping.is_set():
+            try:
+                reply = await self._unless_stopping(
+                    self.redis.xread({self.stream: last}, count=100, block=self.block_ms)
+                )
+                backoff = _BACKOFF_MIN_S
+            except Exception:
+                logger.warning("event bus: broadcast cannot read %s; retrying in %.1fs", self.stream, backoff,
+                               exc_info=True)
+                await self._unless_stopping(asyncio.sleep(backoff))
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                last = await self._stream_end()
+                continue
+            for entry_id, fields in _stream_entries(reply):
+                last = _text(entry_id)
+                try:
+                    event = DomainEvent.from_wire(_text_fields(fields))
+                except (UnknownEvent, KeyError, TypeError, ValueError, ValidationError):
+                    continue
+                for name, handler in list(self._broadcast):
+                    try:
+                        await handler(event)
+                    except Exception:
+                        logger.warning("event bus: broadcast %s failed on %s %s", name, event.name, last,
+                                       exc_info=True)
 
     async def _consume(self, group: str) -> None:
         backoff = _BACKOFF_MIN_S

@@ -19,6 +19,7 @@ from crm_store.services.reports import ReportService
 from crm_store.services.sla import SlaService
 from crm_store.services.surveys import SurveyService
 from crm_store.services.timeline import TimelineService
+from crm_store.services.updates import InboundUpdateService
 from crm_store.settings import StoreSettings
 
 
@@ -44,6 +45,7 @@ class CRM:
         self.assignment = AssignmentService(**deps)
         self.canned = CannedResponseService(**deps)
         self.reports = ReportService(**deps)  # the dashboard's KPIs (read-only, aggregate SQL)
+        self.updates = InboundUpdateService(**deps)  # channels' raw updates, stored before they are acknowledged
 
     async def close(self) -> None:
         await self.events.close()

@@ -19,7 +19,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # cost a little planning time on every statement and avoid that cliff.
         return create_async_engine(
             url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
-            connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+            # timeout: a connection attempt to a server that is down fails in seconds, not asyncpg's minute.
+            connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}, "timeout": 5},
         )
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, echo=echo, pool_pre_ping=True)

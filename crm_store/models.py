@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Enum,
@@ -618,3 +619,34 @@ class QuizAnswer(Base):
     chosen_option: Mapped[int] = mapped_column(Integer)
     correct: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- channels' raw updates ----------------------------------------------------------------------------------
+
+
+class InboundUpdate(Base):
+    """A channel's raw update (a Telegram Update), stored before the channel is told it arrived: an update is
+    acknowledged only once it is here, and handled (then marked) from here, so a crash loses nothing and a
+    redelivery is recognised."""
+
+    __tablename__ = "inbound_updates"
+    __table_args__ = (
+        UniqueConstraint("channel", "bot_id", "update_id"),
+        # The redrive scan: unhandled updates, oldest first.
+        Index("ix_inbound_updates_unhandled", "received_at", postgresql_where=text("handled_at IS NULL"),
+              sqlite_where=text("handled_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    # The receiving bot (Telegram: the numeric id in its token), since update ids are per bot.
+    bot_id: Mapped[str] = mapped_column(String(64))
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set while a process handles it (a lease: a process that died leaves it to be taken over).
+    claimed_at: Mapped[datetime | None]
+    handled_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

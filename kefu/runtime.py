@@ -52,14 +52,12 @@ async def open_knowledge_base(
     crm: CRM, settings: KbSettings | None = None, *, follow_changes: bool = True, encoders: Encoders | None = None
 ) -> KnowledgeBase:
     """The CRM's published articles, searchable; with follow_changes, kept fresh by kb.changed events."""
-    import uuid
-
     from knowledge_base.service import KnowledgeBase
     from knowledge_base.settings import KbSettings
 
     kb = KnowledgeBase(crm.knowledge, settings or KbSettings(), encoders)
     await kb.refresh()
     if follow_changes:
-        # One group per process: every process must hear every change (its own index is what goes stale).
-        crm.events.subscribe(f"kb-refresh-{uuid.uuid4().hex[:12]}", kb.on_event)
+        # Every process must hear every change (its own index is what goes stale): a broadcast.
+        crm.events.broadcast("kb-refresh", kb.on_event)
     return kb

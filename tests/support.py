@@ -25,6 +25,9 @@ class RecordingBus:
         """Kept, never called: a recording bus delivers nothing (the console subscribes at start-up)."""
         self.subscriptions.append((group, handler))
 
+    def broadcast(self, name: str, handler: Handler) -> None:
+        self.subscriptions.append((f"broadcast:{name}", handler))
+
     async def start(self) -> None:
         return None
 

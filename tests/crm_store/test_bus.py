@@ -496,3 +496,59 @@ async def test_build_event_bus_with_a_url_uses_redis_streams() -> None:
     assert bus.stream == "kefu:elsewhere"
     assert bus.dead_letter_stream == "kefu:elsewhere:dead"
     await bus.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Broadcast: every process hears every event, with no consumer group left on Redis
+# ----------------------------------------------------------------------------------------------------------------
+
+
+async def test_redis_broadcast_reaches_every_process_and_leaves_no_group(
+    make_bus: MakeBus, redis_client: aioredis.Redis, stream: str
+) -> None:
+    first_process, second_process = make_bus(), make_bus()
+    first, second, shared = Recorder(), Recorder(), Recorder()
+    first_process.broadcast("kb-refresh", first)
+    second_process.broadcast("kb-refresh", second)
+    first_process.subscribe("bot", shared)
+    second_process.subscribe("bot", shared)
+    await first_process.publish(customer(0))  # before start: not heard
+    await first_process.start()
+    await second_process.start()
+    events = [customer(n) for n in range(1, 6)]
+    for event in events:
+        await second_process.publish(event)
+    await eventually(lambda: _true(len(first.handled) == 5 and len(second.handled) == 5 and len(shared.handled) == 5))
+    assert first.handled == events and second.handled == events
+    groups = {_name(g["name"]) for g in await redis_client.xinfo_groups(stream)}
+    assert groups == {"bot"}  # the broadcast made no group of its own
+
+
+async def test_redis_broadcast_handler_failure_does_not_stop_the_others(make_bus: MakeBus) -> None:
+    bus = make_bus()
+    broken, steady = Recorder(failures=1_000), Recorder()
+    bus.broadcast("live", broken)
+    bus.broadcast("kb", steady)
+    await bus.start()
+    await bus.publish(customer(1))
+    await bus.publish(customer(2))
+    await eventually(lambda: _true(len(steady.handled) == 2))
+    assert len(broken.calls) == 2
+
+
+async def test_in_process_broadcast_hears_every_event(local_bus: InProcessEventBus) -> None:
+    heard, group = Recorder(), Recorder()
+    local_bus.broadcast("live", heard)
+    local_bus.subscribe("bot", group)
+    await local_bus.start()
+    await local_bus.publish(customer(1))
+    await local_bus.drain()
+    assert len(heard.handled) == 1 and len(group.handled) == 1
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _name(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
