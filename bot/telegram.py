@@ -9,16 +9,21 @@ customer's chat.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import time
 import uuid
 from collections import defaultdict, deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.methods import GetUpdates
 from aiogram.types import (
     BotCommand,
     CallbackQuery,
@@ -28,17 +33,28 @@ from aiogram.types import (
     Message,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
+    Update,
 )
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.engine import DialogueEngine
 from bot.markdown import to_telegram_html
 from bot.messages import Incoming, Reply
 from bot.texts import language_from_code, text
+from crm_store.bus import unless_stopping
 from crm_store.enums import DeliveryStatus
-from crm_store.events import AgentReplied, BotPushed, DomainEvent
+from crm_store.observability import (
+    HANDLE_SECONDS,
+    MESSAGES_IN,
+    MESSAGES_OUT,
+    STORE_UNAVAILABLE,
+    UPDATES_STORED,
+    log_context,
+)
+from crm_store.services.updates import StoredUpdate
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +66,51 @@ COMMANDS = {
 }
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 CALLBACK_DATA_MAX = 64  # bytes, Telegram's limit
+# Between attempts to store an update while the database is away (polling does not move its offset meanwhile).
+STORE_RETRY_S = (0.2, 0.5, 1.0, 2.0)
+
+T = TypeVar("T")
+
+
+class StoreUnavailable(Exception):
+    """The update could not be stored: it must not be acknowledged (the webhook answers 503)."""
+
+
+class ChatLanes:
+    """One chat's updates are handled one after another, in the order they arrived; different chats at once."""
+
+    def __init__(self) -> None:
+        self._tails: dict[str, asyncio.Future[None]] = {}
+
+    async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
+        previous = self._tails.get(key)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tails[key] = done
+        try:
+            if previous is not None:
+                await previous
+            return await work()
+        finally:
+            done.set_result(None)
+            if self._tails.get(key) is done:
+                del self._tails[key]
+
+    def __len__(self) -> int:
+        return len(self._tails)
+
+
+def chat_of(update: dict[str, Any]) -> str | None:
+    """The chat an update belongs to (messages and button presses), or None."""
+    for kind in ("message", "edited_message", "callback_query"):
+        body = update.get(kind)
+        if isinstance(body, dict):
+            message = body.get("message") if kind == "callback_query" else body
+            chat = (message or {}).get("chat") if isinstance(message, dict) else None
+            if isinstance(chat, dict) and "id" in chat:
+                return str(chat["id"])
+            if kind == "callback_query" and isinstance(body.get("from"), dict):
+                return str(body["from"].get("id"))
+    return None
 
 
 class ChatThrottle:
@@ -92,15 +153,76 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | Reply
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
+class TelegramSender:
+    """Sends replies to Telegram chats (a picture first, Markdown as Telegram HTML) and records on each stored
+    message whether Telegram accepted it. Used by the bot for its answers and by the delivery worker."""
+
+    def __init__(self, bot: Bot, crm: Any) -> None:
+        self.bot = bot
+        self.crm = crm
+
+    async def deliver(self, chat_id: int, reply: Reply, *, reraise: bool = False,
+                      sender: str = "bot") -> Message | None:
+        """Send one reply and record the outcome; with `reraise`, a refusal is raised again (the caller retries
+        later) after being recorded."""
+        if reply.image_url:
+            try:
+                await self.bot.send_photo(chat_id, reply.image_url)
+            except TelegramAPIError:  # a broken picture must not cost the customer the text
+                log.warning("telegram: could not send the picture %s to chat %s", reply.image_url, chat_id)
+        try:
+            sent = await self._send_formatted(chat_id, reply)
+        except TelegramAPIError:
+            log.exception("telegram: could not send to chat %s", chat_id)
+            MESSAGES_OUT.labels("telegram", sender, "failed").inc()
+            if reply.message_id is not None:
+                await self.crm.conversations.mark_delivery(message_id=reply.message_id,
+                                                           status=DeliveryStatus.FAILED)
+            if reraise:
+                raise
+            return None
+        MESSAGES_OUT.labels("telegram", sender, "sent").inc()
+        if reply.message_id is not None:
+            await self.crm.conversations.mark_delivery(
+                message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=str(sent.message_id))
+        return sent
+
+    async def _send_formatted(self, chat_id: int, reply: Reply) -> Message:
+        """A Markdown reply as Telegram HTML; should Telegram refuse the markup, the plain text still goes."""
+        if reply.markdown:
+            try:
+                return await self.bot.send_message(chat_id, to_telegram_html(reply.text), parse_mode="HTML",
+                                                   reply_markup=keyboard(reply))
+            except TelegramBadRequest as exc:
+                if "entities" not in str(exc):
+                    raise
+                log.warning("telegram: the formatted text was refused (%s); sending it plain", exc)
+        return await self.bot.send_message(chat_id, reply.text, reply_markup=keyboard(reply))
+
+    async def send_text(self, chat_id: int, body: str) -> None:
+        try:
+            await self.bot.send_message(chat_id, body)
+        except TelegramAPIError:
+            log.exception("telegram: could not send to chat %s", chat_id)
+
+
 class TelegramChannel:
     def __init__(self, bot: Bot, engine: DialogueEngine, *, storage: Any = None,
                  throttle: ChatThrottle | None = None, webhook_secret: str | None = None) -> None:
         self.bot = bot
         self.engine = engine
+        self.sender = TelegramSender(bot, engine.crm)
         self.throttle = throttle or ChatThrottle()
         self.webhook_secret = webhook_secret
         self.dispatcher = Dispatcher(storage=storage) if storage is not None else Dispatcher()
         self.dispatcher.include_router(self._router())
+        self.lanes = ChatLanes()
+        self._stopping = asyncio.Event()
+        self._working: set[asyncio.Task[None]] = set()
+
+    @property
+    def bot_id(self) -> str:
+        return str(self.bot.id)
 
     # --- set-up --------------------------------------------------------------------------------------------
 
@@ -111,15 +233,127 @@ class TelegramChannel:
                                            language_code=None if language == "en" else language)
 
     def attach(self, bus: Any) -> None:
-        """Deliver agents' replies and pushed bot messages to Telegram chats (one consumer group for all bot
-        processes)."""
-        bus.subscribe("telegram-delivery", self.on_event)
+        """Deliver agents' replies and pushed bot messages to Telegram chats from this process (the embedded
+        demo; in production `kefu worker` does it, see bot.delivery)."""
+        from bot.delivery import Deliverer, LocalDelivery, MemoryMarks
 
-    async def start_polling(self, **kwargs: Any) -> None:
-        await self.dispatcher.start_polling(self.bot, handle_signals=False, **kwargs)
+        LocalDelivery(Deliverer(self.sender, MemoryMarks())).attach(bus)
+
+    # --- incoming updates: stored first, then handled ------------------------------------------------------
+
+    async def accept(self, update: dict[str, Any]) -> StoredUpdate:
+        """Store the update (raises StoreUnavailable when the database cannot be reached: the update must not be
+        acknowledged), then handle it unless it had been stored before (a redelivery)."""
+        stored = await self._store(update)
+        if stored.new:
+            await self._handle_stored(stored)
+        return stored
+
+    async def _store(self, update: dict[str, Any]) -> StoredUpdate:
+        try:
+            stored = await self.engine.crm.updates.store(
+                channel="telegram", bot_id=self.bot_id, update_id=int(update["update_id"]), payload=update,
+                chat_id=chat_of(update))
+        except (OSError, SQLAlchemyError) as exc:
+            STORE_UNAVAILABLE.labels("telegram-intake").inc()
+            raise StoreUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        UPDATES_STORED.labels("telegram", "new" if stored.new else "duplicate").inc()
+        return stored
+
+    async def _handle_stored(self, stored: StoredUpdate) -> None:
+        """Handle a stored update in its chat's lane; marked handled when done, or left for the redrive."""
+        crm = self.engine.crm
+        lane = chat_of(stored.payload) or f"update:{stored.update_id}"
+        try:
+            await self.lanes.run(lane, lambda: self.dispatcher.feed_raw_update(self.bot, stored.payload))
+        except Exception as exc:
+            log.warning("telegram: update %s not handled (%s); it will be handled again", stored.update_id, exc)
+            with contextlib.suppress(Exception):
+                await crm.updates.failed(stored_id=stored.id, error=repr(exc))
+            return
+        try:
+            await crm.updates.handled(stored_id=stored.id)
+        except Exception:  # handled, but not marked: the redrive finds it a duplicate and does nothing
+            log.warning("telegram: update %s handled but not marked", stored.update_id, exc_info=True)
+
+    async def redrive(self, *, lease: timedelta, every_s: float = 10.0) -> None:
+        """Until stopped: handle stored updates a process claimed but never finished (it died, or the database
+        went away mid-way)."""
+        while not self._stopping.is_set():
+            try:
+                due = await self.engine.crm.updates.claim_due(channel="telegram", bot_id=self.bot_id, lease=lease)
+            except Exception:
+                log.warning("telegram: cannot look for unhandled updates", exc_info=True)
+                due = []
+            for stored in due:
+                log.info("telegram: handling update %s again (attempt %s)", stored.update_id, stored.payload)
+                await self._handle_stored(stored)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=every_s)
+
+    # --- long polling ----------------------------------------------------------------------------------------
+
+    async def start_polling(self, *, polling_timeout: int = 25, **_: Any) -> None:
+        """Long polling until stop_polling(): each update is stored before the offset moves past it (while the
+        database is away the same updates are fetched again), then handled in its chat's lane."""
+        self._stopping.clear()
+        allowed = self.dispatcher.resolve_used_update_types()
+        offset: int | None = None
+        backoff = 0.5
+        while not self._stopping.is_set():
+            request = GetUpdates(offset=offset, timeout=polling_timeout, allowed_updates=allowed)
+            try:
+                updates = await self._unless_stopping(self.bot(request))
+            except TelegramAPIError as exc:  # network trouble or a Telegram error: wait a little
+                log.warning("telegram: getUpdates failed (%s); retrying in %.1fs", exc, backoff)
+                await self._unless_stopping(asyncio.sleep(backoff))
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 0.5
+            for parsed in updates or []:
+                raw = parsed.model_dump(mode="json", exclude_none=True, by_alias=True)
+                stored = await self._store_patiently(raw)
+                if stored is None:
+                    break  # stopping: the offset stays, the next poll gets it again
+                offset = parsed.update_id + 1
+                if stored.new:
+                    self._spawn(self._handle_stored(stored))
+        await self._finish_work()
 
     async def stop_polling(self) -> None:
-        await self.dispatcher.stop_polling()
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Stop polling / the redrive and wait for the updates being handled (graceful shutdown)."""
+        self._stopping.set()
+        await self._finish_work()
+
+    async def _store_patiently(self, update: dict[str, Any]) -> StoredUpdate | None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                return await self._store(update)
+            except StoreUnavailable as exc:
+                delay = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
+                log.warning("telegram: cannot store update %s (%s); the offset waits, retrying in %.1fs",
+                            update.get("update_id"), exc, delay)
+                attempt += 1
+                await self._unless_stopping(asyncio.sleep(delay))
+        return None
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._working.add(task)
+        task.add_done_callback(self._working.discard)
+
+    async def _finish_work(self, timeout_s: float = 20.0) -> None:
+        if self._working:
+            _, late = await asyncio.wait(set(self._working), timeout=timeout_s)
+            for task in late:
+                task.cancel()
+
+    async def _unless_stopping(self, work: Any) -> Any:
+        return await unless_stopping(work, self._stopping)
 
     # --- webhook -------------------------------------------------------------------------------------------
 
@@ -128,9 +362,9 @@ class TelegramChannel:
             return True
         return header is not None and hmac.compare_digest(header.encode(), self.webhook_secret.encode())
 
-    async def feed_webhook(self, update: dict[str, Any]) -> None:
-        """Handle one update received on the webhook (the caller checked the secret token)."""
-        await self.dispatcher.feed_raw_update(self.bot, update)
+    def validate(self, update: dict[str, Any]) -> None:
+        """Raise pydantic's ValidationError when the body is not a Telegram Update."""
+        Update.model_validate(update, context={"bot": self.bot})
 
     # --- handlers ------------------------------------------------------------------------------------------
 
@@ -182,66 +416,25 @@ class TelegramChannel:
         await self._handle(chat_id, incoming)
 
     async def _handle(self, chat_id: int, incoming: Incoming) -> None:
+        MESSAGES_IN.labels("telegram").inc()
+        started = time.perf_counter()
         try:
             outcome = await self.engine.handle(incoming)
         except Exception:
             log.exception("telegram: the engine failed on chat %s", chat_id)
             language = "zh" if (incoming.language_code or "").startswith("zh") else "en"
             await self._send_text(chat_id, text("unavailable", language))
-            return
-        for reply in outcome.replies:
-            await self._deliver(chat_id, reply)
+            raise  # the stored update stays unhandled: the redrive takes it up again
+        with log_context(conversation_id=outcome.conversation_id):
+            for reply in outcome.replies:
+                await self._deliver(chat_id, reply)
+        HANDLE_SECONDS.labels("telegram").observe(time.perf_counter() - started)
 
     async def _deliver(self, chat_id: int, reply: Reply, *, reraise: bool = False) -> None:
-        """Send one reply (its picture first, if any) and record whether Telegram accepted it; with `reraise`,
-        a refusal is raised again (the event bus then delivers the event again later)."""
-        if reply.image_url:
-            try:
-                await self.bot.send_photo(chat_id, reply.image_url)
-            except TelegramAPIError:  # a broken picture must not cost the customer the text
-                log.warning("telegram: could not send the picture %s to chat %s", reply.image_url, chat_id)
-        try:
-            sent = await self._send_formatted(chat_id, reply)
-        except TelegramAPIError:
-            log.exception("telegram: could not send to chat %s", chat_id)
-            if reply.message_id is not None:
-                await self.engine.crm.conversations.mark_delivery(message_id=reply.message_id,
-                                                                  status=DeliveryStatus.FAILED)
-            if reraise:
-                raise
-            return
-        if reply.message_id is not None:
-            await self.engine.crm.conversations.mark_delivery(
-                message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=str(sent.message_id))
-
-    async def _send_formatted(self, chat_id: int, reply: Reply) -> Message:
-        """A Markdown reply as Telegram HTML; should Telegram refuse the markup, the plain text still goes."""
-        if reply.markdown:
-            try:
-                return await self.bot.send_message(chat_id, to_telegram_html(reply.text), parse_mode="HTML",
-                                                   reply_markup=keyboard(reply))
-            except TelegramBadRequest as exc:
-                if "entities" not in str(exc):
-                    raise
-                log.warning("telegram: the formatted text was refused (%s); sending it plain", exc)
-        return await self.bot.send_message(chat_id, reply.text, reply_markup=keyboard(reply))
+        await self.sender.deliver(chat_id, reply, reraise=reraise)
 
     async def _send_text(self, chat_id: int, body: str) -> None:
-        try:
-            await self.bot.send_message(chat_id, body)
-        except TelegramAPIError:
-            log.exception("telegram: could not send to chat %s", chat_id)
-
-    # --- agents' replies and pushed messages ----------------------------------------------------------------
-
-    async def on_event(self, event: DomainEvent) -> None:
-        if not isinstance(event, AgentReplied | BotPushed) or event.channel != "telegram" or not event.external_id:
-            return
-        if isinstance(event, BotPushed):
-            reply = Reply.from_payload(event.text, event.payload, message_id=event.message_id)
-        else:
-            reply = Reply(event.text, message_id=event.message_id)
-        await self._deliver(int(event.external_id), reply, reraise=True)
+        await self.sender.send_text(chat_id, body)
 
 
 def telegram_webhook_router(channel: TelegramChannel, path: str = "/telegram/webhook") -> APIRouter:
@@ -257,13 +450,18 @@ def telegram_webhook_router(channel: TelegramChannel, path: str = "/telegram/web
             update = await request.json()
         except ValueError:
             return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-        if not isinstance(update, dict) or "update_id" not in update:
+        if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
             return JSONResponse({"error": "not a Telegram update"}, status_code=400)
         try:
-            await channel.feed_webhook(update)
+            channel.validate(update)
         except ValidationError as exc:
             return JSONResponse({"error": f"not a valid Telegram update: {exc.error_count()} error(s)"},
                                 status_code=400)
+        try:
+            await channel.accept(update)
+        except StoreUnavailable:
+            # Not stored, so not acknowledged: Telegram delivers it again.
+            return JSONResponse({"error": "temporarily unavailable; deliver again"}, status_code=503)
         return JSONResponse({"ok": True})
 
     return router

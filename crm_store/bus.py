@@ -455,19 +455,8 @@ class RedisEventBus:
 
     async def _unless_stopping(self, awaitable: Awaitable[T]) -> T | None:
         """Await a wait that holds no handled work (a blocking read, a backoff), abandoning it on close()."""
-        work = asyncio.ensure_future(awaitable)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not work.done():
-                # Entries a cancelled XREADGROUP already took stay pending; another consumer claims them.
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await work
-        # result() re-raises the work's own error, which the loop handles like any Redis error.
-        return None if work.cancelled() else work.result()
+        # Entries a cancelled XREADGROUP already took stay pending; another consumer claims them.
+        return await unless_stopping(awaitable, self._stopping)
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -535,6 +524,21 @@ def _stream_entries(reply: Any) -> list[tuple[Any, Any]]:
             value = value[0]
         entries.extend((entry_id, fields) for entry_id, fields in value if entry_id is not None)
     return entries
+
+
+async def unless_stopping(work: Awaitable[T], stopping: asyncio.Event) -> T | None:
+    """Await `work`, abandoning it (cancelled; None) as soon as `stopping` is set; its own error is raised."""
+    job = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({job, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not job.done():
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+    return None if job.cancelled() else job.result()
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -152,6 +152,52 @@ def agent_create(
 
 
 # --------------------------------------------------------------------------------------------------------------
+# kefu bot / console / worker: the production processes
+# --------------------------------------------------------------------------------------------------------------
+
+Host = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 in a container).")]
+
+
+@app.command()
+def bot(
+    port: Annotated[int, typer.Option(help="Port of the web chat, Telegram's webhook and /healthz /readyz "
+                                      "/metrics.")] = 8081,
+    host: Host = "127.0.0.1",
+) -> None:
+    """The customer side: the Telegram bot (long polling, or its webhook with any number of replicas) and the web
+    chat. Run `kefu db upgrade` first; set KEFU_REDIS_URL to run several processes."""
+    _serve_role("bot", host, port)
+
+
+@app.command()
+def console(
+    port: Annotated[int, typer.Option(help="Port of the agent console, its API and /healthz /readyz /metrics.")]
+    = 8080,
+    host: Host = "127.0.0.1",
+) -> None:
+    """The agent console and its REST API (any number of replicas behind a load balancer)."""
+    _serve_role("console", host, port)
+
+
+@app.command()
+def worker(
+    port: Annotated[int, typer.Option(help="Port of /healthz /readyz /metrics.")] = 8082,
+    host: Host = "127.0.0.1",
+) -> None:
+    """Outbound delivery (agents' replies, surveys, campaign messages) through Redis Streams, and the timers
+    (survey expiry). Any number of workers share the work; a dead one's messages are taken over."""
+    _serve_role("worker", host, port)
+
+
+def _serve_role(role: str, host: str, port: int) -> None:
+    from kefu.serve import serve_role
+
+    settings = _load_settings()
+    _run(lambda: serve_role(roles=frozenset({role}), host=host, port=port, store=settings,
+                            say=lambda line: typer.echo(line, err=True)), settings)
+
+
+# --------------------------------------------------------------------------------------------------------------
 # kefu demo
 # --------------------------------------------------------------------------------------------------------------
 

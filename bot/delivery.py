@@ -1,0 +1,272 @@
+"""Outbound delivery: agents' replies and messages the bot starts (surveys, campaigns) sent to the customers' chats.
+
+Production (`kefu worker`, any number of them): the events stream's consumer group "delivery". An entry is
+acknowledged only after Telegram accepted the message (or refused it for good: a blocked bot, a deleted chat);
+an entry a dead worker had taken is claimed by another after `reclaim_after_s` (XAUTOCLAIM). Each message is sent
+once thanks to its idempotency mark on Redis, `<stream>:delivered:<message id>`:
+
+    absent → "sending:<worker>" (just before the request) → "sent:<Telegram message id>" (just after)
+
+A redelivered entry whose mark says "sent" is acknowledged without sending. One that says "sending" was in flight
+when its worker died: Telegram may or may not have it, and the Bot API has no way to ask, so it is sent again
+(counted as in doubt: `kefu_delivery_in_doubt_total`). That window is one HTTP round trip per worker crash.
+
+One chat's messages go out in order (a lane per chat); different chats at once, `concurrency` at most. The
+sending limits (one message a second per chat, thirty per bot, 429 `retry_after`) are the request middleware's
+(bot.ratelimit), shared with the bot processes through Redis.
+
+Embedded (`kefu demo`): the in-process bus's group, the same marks in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
+
+from bot.messages import Reply
+from crm_store.bus import Delivery, RedisEventBus, unless_stopping
+from crm_store.coltypes import utcnow
+from crm_store.enums import DeliveryStatus
+from crm_store.events import AgentReplied, BotPushed, DomainEvent
+from crm_store.observability import (
+    DELIVERY_IN_DOUBT,
+    DELIVERY_SECONDS,
+    MESSAGES_OUT,
+    STREAM_LAG,
+    STREAM_PENDING,
+    log_context,
+)
+
+log = logging.getLogger(__name__)
+
+GROUP = "delivery"
+MARK_TTL_S = 7 * 24 * 3600
+# Refusals that will not change by trying again: the message is recorded as failed and the entry acknowledged.
+FINAL_REFUSALS = (TelegramForbiddenError, TelegramNotFound, TelegramBadRequest)
+
+
+class Marks(Protocol):
+    async def get(self, message_id: int) -> str | None: ...
+
+    async def sending(self, message_id: int, worker: str) -> None: ...
+
+    async def sent(self, message_id: int, channel_message_id: str) -> None: ...
+
+
+class MemoryMarks:
+    def __init__(self) -> None:
+        self._marks: dict[int, str] = {}
+
+    async def get(self, message_id: int) -> str | None:
+        return self._marks.get(message_id)
+
+    async def sending(self, message_id: int, worker: str) -> None:
+        self._marks[message_id] = f"sending:{worker}"
+
+    async def sent(self, message_id: int, channel_message_id: str) -> None:
+        self._marks[message_id] = f"sent:{channel_message_id}"
+
+
+class RedisMarks:
+    def __init__(self, redis: Any, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    async def get(self, message_id: int) -> str | None:
+        value = await self.redis.get(f"{self.prefix}:{message_id}")
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def sending(self, message_id: int, worker: str) -> None:
+        await self.redis.set(f"{self.prefix}:{message_id}", f"sending:{worker}", ex=MARK_TTL_S)
+
+    async def sent(self, message_id: int, channel_message_id: str) -> None:
+        await self.redis.set(f"{self.prefix}:{message_id}", f"sent:{channel_message_id}", ex=MARK_TTL_S)
+
+
+def outbound(event: DomainEvent) -> tuple[int, Reply, str] | None:
+    """(chat id, reply, sender) of an event that carries a message for a Telegram chat, else None."""
+    if not isinstance(event, AgentReplied | BotPushed) or event.channel != "telegram" or not event.external_id:
+        return None
+    if isinstance(event, BotPushed):
+        return int(event.external_id), Reply.from_payload(event.text, event.payload, message_id=event.message_id), "bot"
+    return int(event.external_id), Reply(event.text, message_id=event.message_id), "agent"
+
+
+class Deliverer:
+    """Sends one outbound event's message exactly once (as far as the channel lets anyone know)."""
+
+    def __init__(self, sender: Any, marks: Marks, *, worker: str = "local") -> None:
+        self.sender = sender  # bot.telegram.TelegramSender
+        self.marks = marks
+        self.worker = worker
+
+    async def deliver(self, event: DomainEvent) -> bool:
+        """True when the entry may be acknowledged (sent now, sent before, or refused for good); raises on a
+        passing failure (the network, Telegram's servers, the database), leaving the entry for a retry."""
+        found = outbound(event)
+        if found is None:
+            return True
+        chat_id, reply, sender = found
+        assert reply.message_id is not None
+        with log_context(conversation_id=getattr(event, "conversation_id", None)):
+            mark = await self.marks.get(reply.message_id)
+            if mark is not None and mark.startswith("sent:"):
+                MESSAGES_OUT.labels("telegram", sender, "duplicate_skipped").inc()
+                # The status may not have been recorded (the database was away): record it now.
+                await self.sender.crm.conversations.mark_delivery(
+                    message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=mark[5:])
+                return True
+            if mark is not None and mark.startswith("sending:"):
+                DELIVERY_IN_DOUBT.inc()
+                log.warning("delivery: message %s was in flight when %s stopped; sending it again",
+                            reply.message_id, mark[8:])
+            await self.marks.sending(reply.message_id, self.worker)
+            try:
+                sent = await self.sender.deliver(chat_id, reply, reraise=True, sender=sender)
+            except FINAL_REFUSALS:
+                return True  # recorded as failed by the sender; trying again would not help
+            assert sent is not None
+            await self.marks.sent(reply.message_id, str(sent.message_id))
+            DELIVERY_SECONDS.labels("telegram").observe(max(0.0, (utcnow() - event.occurred_at).total_seconds()))
+            return True
+
+
+@dataclass
+class _Lane:
+    entries: deque[Delivery] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+
+
+class DeliveryWorker:
+    """The consumer loop of `kefu worker` on the Redis events stream (group "delivery")."""
+
+    def __init__(self, bus: RedisEventBus, deliverer: Deliverer, *, concurrency: int = 32,
+                 reclaim_after_s: float = 15.0, group: str = GROUP) -> None:
+        self.bus = bus
+        self.deliverer = deliverer
+        self.group = group
+        self.consumer = bus.consumer_name
+        self.concurrency = concurrency
+        self.reclaim_after_ms = int(reclaim_after_s * 1000)
+        self._lanes: dict[int, _Lane] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._stopping = asyncio.Event()
+        self._buffered = 0
+        self.delivered = 0
+
+    async def run(self) -> None:
+        """Read, reclaim and deliver until stop(); then finish the messages already taken."""
+        backoff = 0.1
+        ready = False
+        while not self._stopping.is_set():
+            room = self.concurrency * 4 - self._buffered
+            if room <= 0:
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                if not ready:
+                    await self.bus.ensure_group(self.group)
+                    ready = True
+                batch = await self.bus.claim_stale(self.group, self.consumer, min_idle_ms=self.reclaim_after_ms,
+                                                   count=min(room, 100))
+                if not batch:
+                    batch = await self._unless_stopping(
+                        self.bus.read(self.group, self.consumer, count=min(room, 100))) or []
+                backoff = 0.1
+            except Exception:
+                log.warning("delivery: cannot read the stream; retrying in %.1fs", backoff, exc_info=True)
+                ready = False
+                await self._unless_stopping(asyncio.sleep(backoff))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for delivery in batch:
+                await self._take(delivery)
+        await self._drain()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def _take(self, delivery: Delivery) -> None:
+        found = outbound(delivery.event)
+        if found is None:
+            await self._ack(delivery)  # not for this worker
+            return
+        chat_id = found[0]
+        lane = self._lanes.setdefault(chat_id, _Lane())
+        lane.entries.append(delivery)
+        self._buffered += 1
+        if lane.task is None:
+            lane.task = asyncio.create_task(self._run_lane(chat_id, lane), name=f"delivery:{chat_id}")
+
+    async def _run_lane(self, chat_id: int, lane: _Lane) -> None:
+        try:
+            while lane.entries:
+                delivery = lane.entries[0]
+                async with self._slots:
+                    try:
+                        done = await self.deliverer.deliver(delivery.event)
+                    except Exception:
+                        log.warning("delivery: %s to chat %s failed; left for a retry", delivery.id, chat_id,
+                                    exc_info=True)
+                        done = False
+                lane.entries.popleft()
+                self._buffered -= 1
+                if done:
+                    await self._ack(delivery)
+                    self.delivered += 1
+                else:
+                    # Not acked: it stays pending and is reclaimed after reclaim_after_s; the chat's later
+                    # entries are dropped from this lane too (left pending), so they are not sent before it.
+                    self._buffered -= len(lane.entries)
+                    lane.entries.clear()
+        finally:
+            lane.task = None
+            if not lane.entries and self._lanes.get(chat_id) is lane:
+                del self._lanes[chat_id]
+
+    async def _ack(self, delivery: Delivery) -> None:
+        try:
+            await self.bus.ack(self.group, delivery.id)
+        except Exception:  # sent and marked: a redelivery finds the mark and only acks
+            log.warning("delivery: could not ack %s", delivery.id, exc_info=True)
+
+    async def _drain(self, timeout_s: float = 25.0) -> None:
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        if tasks:
+            log.info("delivery: finishing %d chats' messages before stopping", len(tasks))
+            _, late = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+
+    async def _unless_stopping(self, work: Any) -> Any:
+        return await unless_stopping(work, self._stopping)
+
+    async def refresh_gauges(self) -> None:
+        """Stream lag and pending count of the group, for /metrics."""
+        for group in await self.bus.redis.xinfo_groups(self.bus.stream):
+            name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+            STREAM_PENDING.labels(self.bus.stream, name).set(int(group.get("pending") or 0))
+            lag = group.get("lag")
+            if lag is not None:
+                STREAM_LAG.labels(self.bus.stream, name).set(int(lag))
+
+
+class LocalDelivery:
+    """Embedded: the in-process bus's group calls this for each event; a failure raises, so the bus retries."""
+
+    def __init__(self, deliverer: Deliverer) -> None:
+        self.deliverer = deliverer
+
+    def attach(self, bus: Any) -> None:
+        bus.subscribe(GROUP, self.on_event)
+
+    async def on_event(self, event: DomainEvent) -> None:
+        started = time.perf_counter()
+        await self.deliverer.deliver(event)
+        log.debug("delivery: %s in %.1f ms", event.name, (time.perf_counter() - started) * 1000)

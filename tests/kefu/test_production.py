@@ -1,0 +1,338 @@
+"""The production shape, with real processes: `kefu worker`, `kefu bot` (and `kefu console`) started as
+subprocesses against the real PostgreSQL and Redis and the fake Telegram server, then hurt the way production
+gets hurt: a worker killed with SIGKILL mid-delivery, Redis restarted, PostgreSQL cut off for 10 s.
+
+These need the services: they run in the CI's PostgreSQL + Redis phase (KEFU_TEST_DATABASE_URL and
+KEFU_TEST_REDIS_URL set) and are reported as skipped, with that reason, on the embedded defaults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from crm_store import models as m
+from crm_store.enums import SenderType
+from crm_store.settings import StoreSettings
+from kefu.runtime import open_crm
+from tests.conftest import PG_URL, REDIS_URL, build_schema, run_blocking
+from tests.fake_telegram import DEFAULT_TOKEN, FakeTelegram
+from tests.processes import Cluster, CuttableProxy, PrivateRedis, cluster, kefu_env
+
+pytestmark = [
+    pytest.mark.skipif(not (PG_URL and REDIS_URL),
+                       reason="real processes on PostgreSQL + Redis: run in CI's services phase "
+                              "(KEFU_TEST_DATABASE_URL and KEFU_TEST_REDIS_URL)"),
+    pytest.mark.timeout(600),
+]
+
+
+@pytest.fixture
+def production_db(fresh_database_url) -> str:  # type: ignore[no-untyped-def]
+    """A database of this test alone (the processes and the test share it), migrated."""
+    url = fresh_database_url()
+    run_blocking(build_schema(url))
+    return url
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(max_long_poll=1.0) as fake:
+        yield fake
+
+
+def sends_per_window(times: list[float], window_s: float = 1.0) -> int:
+    """The most sends in any `window_s` window (half-open)."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window_s:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def min_gap_per_chat(calls: list[Any]) -> float:
+    by_chat: dict[str, list[float]] = defaultdict(list)
+    for call in calls:
+        by_chat[str(call.params["chat_id"])].append(call.at)
+    gaps = [b - a for times in by_chat.values() for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
+    return min(gaps) if gaps else float("inf")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# kill -9 of a worker in the middle of delivering 1,000 agent replies
+# --------------------------------------------------------------------------------------------------------------
+
+
+async def test_a_worker_killed_mid_delivery_loses_nothing_and_sends_nothing_twice(
+    production_db: str, tg: FakeTelegram, tmp_path: Path, nlu_model_dir: Path
+) -> None:
+    stream = f"kefu-test:prod:{uuid.uuid4().hex}"
+    env = kefu_env(database_url=production_db, redis_url=REDIS_URL or "", stream=stream,
+                   telegram_api_base=tg.base_url, token=DEFAULT_TOKEN, nlu_model_dir=nlu_model_dir,
+                   bot_delivery_reclaim_after_s="3")
+    crm = await open_crm(StoreSettings(database_url=production_db, redis_url=REDIS_URL, event_stream=stream))
+    chats = [700_000 + n for n in range(50)]
+    try:
+        agent = await crm.agents.create_agent(email="a@example.com", name="A", password="correct horse",
+                                              role="agent")
+        conversations = {}
+        for chat in chats:
+            recorded = await crm.conversations.record_incoming(channel="telegram", external_id=str(chat),
+                                                               text="hello", channel_message_id="1")
+            conversations[chat] = recorded.conversation.id
+        async with cluster(env, tmp_path) as running:
+            doomed, survivor = await asyncio.gather(running.start("worker"), running.start("worker"))
+            texts = []
+            for n in range(1000):
+                chat = chats[n % len(chats)]
+                text = f"agent reply {n:04d} to {chat}"
+                texts.append(text)
+                await crm.conversations.record_outgoing(conversation_id=conversations[chat],
+                                                        sender=SenderType.AGENT, agent_id=agent.id, text=text)
+            # Mid-delivery: a third of the replies out, both workers busy.
+            await tg.wait_until(lambda: len(tg.calls("sendMessage")) >= 330, timeout=60, what="a third delivered")
+            doomed.kill()
+            delivered = await tg._wait_until(lambda: len({c.params["text"] for c in tg.calls("sendMessage")})
+                                             >= 1000, timeout=120)
+            await asyncio.sleep(4)  # anything sent twice would show by now (reclaim after 3 s)
+            sent = [c for c in tg.calls("sendMessage") if c.ok]
+            counts = Counter(c.params["text"] for c in sent)
+            assert delivered, f"{1000 - len(counts)} replies never arrived:\n{survivor.log()[-3000:]}"
+            assert set(counts) == set(texts)
+            twice = {text: n for text, n in counts.items() if n > 1}
+            assert twice == {}, f"sent more than once: {twice}"
+            # The sending limits held across both workers (shared on Redis).
+            assert sends_per_window([c.at for c in sent]) <= 31
+            assert min_gap_per_chat(sent) >= 0.95
+            # Each chat got its replies in the order the agent wrote them.
+            for chat in chats:
+                order = [c.params["text"] for c in sent if str(c.params["chat_id"]) == str(chat)]
+                assert order == sorted(order)
+            # Every message is recorded as sent, with Telegram's message id.
+            async with crm.db.sessionmaker() as session:
+                statuses = Counter((await session.execute(
+                    select(m.Message.delivery_status).where(m.Message.sender == SenderType.AGENT))).scalars())
+            assert statuses == {"sent": 1000}
+            async with httpx.AsyncClient() as client:
+                metrics = (await client.get(f"{survivor.base}/metrics")).text
+            assert "kefu_messages_out_total" in metrics and "kefu_stream_pending" in metrics
+    finally:
+        await crm.close()
+        await _drop_stream(stream)
+
+
+async def _drop_stream(stream: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(REDIS_URL)
+    await client.delete(stream, f"{stream}:dead")
+    async for key in client.scan_iter(f"{stream}:delivered:*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Customers' traffic through a bot process (long polling) while something breaks
+# --------------------------------------------------------------------------------------------------------------
+
+
+QUESTIONS = ["how long does shipping take?", "what is your return policy?", "do you ship abroad?",
+             "how do I track my order?", "运费怎么算？", "可以退货吗？"]
+
+
+class Customers:
+    """Chats that each send a question every `every_s` seconds (through the fake Telegram server)."""
+
+    def __init__(self, tg: FakeTelegram, count: int, *, first_chat: int = 900_000) -> None:
+        self.tg = tg
+        self.chats = [first_chat + n for n in range(count)]
+        self.sent: list[tuple[int, int, str]] = []  # (update id, chat, text)
+
+    async def talk(self, seconds: float, every_s: float = 1.5) -> None:
+        deadline = time.monotonic() + seconds
+        turn = 0
+        while time.monotonic() < deadline:
+            for chat in self.chats:
+                text = f"{QUESTIONS[(chat + turn) % len(QUESTIONS)]} #{turn}"
+                update = self.tg.user_message(chat, text)
+                self.sent.append((int(update["update_id"]), chat, text))
+            turn += 1
+            await asyncio.sleep(every_s)
+
+
+async def stored_messages(crm: Any) -> Counter[str]:
+    async with crm.db.sessionmaker() as session:
+        rows = await session.execute(select(m.Message.text).where(m.Message.sender == SenderType.CUSTOMER))
+        return Counter(rows.scalars())
+
+
+async def test_redis_restarted_during_traffic_processes_recover_and_no_customer_message_is_lost(
+    production_db: str, tg: FakeTelegram, tmp_path: Path, nlu_model_dir: Path
+) -> None:
+    redis = PrivateRedis(tmp_path)
+    await redis.start()
+    stream = "kefu:events"
+    env = kefu_env(database_url=production_db, redis_url=redis.url, stream=stream, telegram_api_base=tg.base_url,
+                   token=DEFAULT_TOKEN, nlu_model_dir=nlu_model_dir, bot_redrive_after_s="3",
+                   bot_delivery_reclaim_after_s="3")
+    crm = await open_crm(StoreSettings(database_url=production_db, redis_url=redis.url, event_stream=stream))
+    customers = Customers(tg, 10)
+    try:
+        agent = await crm.agents.create_agent(email="a@example.com", name="A", password="correct horse",
+                                              role="agent")
+        async with cluster(env, tmp_path) as running:
+            bot, worker = await asyncio.gather(running.start("bot"), running.start("worker"))
+            traffic = asyncio.create_task(customers.talk(16))
+            await asyncio.sleep(5)
+            await redis.stop()
+            down_at = time.monotonic()
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(f"{bot.base}/readyz")).status_code == 503
+                assert (await client.get(f"{bot.base}/healthz")).status_code == 200
+            await asyncio.sleep(3)
+            await redis.start()  # same port, same data directory
+            await traffic
+            # Every message the customers sent is stored, once.
+            expected = Counter(text for _, _, text in customers.sent)
+
+            async def all_stored() -> bool:
+                return await stored_messages(crm) == expected
+
+            assert await _eventually(all_stored, 60), _diff(expected, await stored_messages(crm))
+            # The processes came back by themselves: ready again, answering, delivering.
+            await bot.wait_ready(30)
+            await worker.wait_ready(30)
+            assert time.monotonic() - down_at < 90
+            before = len(tg.texts_to(customers.chats[0]))
+            tg.user_message(customers.chats[0], "how long does shipping take?")
+            await tg.wait_until(lambda: len(tg.texts_to(customers.chats[0])) > before, timeout=30,
+                                what="an answer after the restart")
+            conversation_id = await _conversation_of(crm, customers.chats[1])
+            await crm.conversations.record_outgoing(conversation_id=conversation_id, sender=SenderType.AGENT,
+                                                    agent_id=agent.id, text="an agent after the restart")
+            await tg.wait_until(lambda: "an agent after the restart" in tg.texts_to(customers.chats[1]),
+                                timeout=30, what="the agent's reply after the restart")
+            _assert_json_logs(bot.log())
+    finally:
+        await crm.close()
+        await redis.stop()
+
+
+async def _conversation_of(crm: Any, chat: int) -> int:
+    async with crm.db.sessionmaker() as session:
+        return int((await session.execute(
+            select(m.Conversation.id).join(m.ChannelIdentity, m.ChannelIdentity.id == m.Conversation.identity_id)
+            .where(m.ChannelIdentity.external_id == str(chat)).order_by(m.Conversation.id.desc()).limit(1)
+        )).scalar_one())
+
+
+@pytest.mark.parametrize("intake", ["polling", "webhook"])
+async def test_postgresql_down_for_10s_every_update_received_meanwhile_is_stored_after_it_returns(
+    intake: str, production_db: str, tg: FakeTelegram, tmp_path: Path, nlu_model_dir: Path
+) -> None:
+    url = make_url(production_db)
+    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    stream = f"kefu-test:prod:{uuid.uuid4().hex}"
+    extra = {"bot_redrive_after_s": "3"}
+    secret = "s3cret"
+    if intake == "webhook":
+        extra.update({"bot_webhook_url": "https://kefu.example", "bot_webhook_secret": secret})
+    env = kefu_env(database_url=through_proxy, redis_url=REDIS_URL or "", stream=stream,
+                   telegram_api_base=tg.base_url, token=DEFAULT_TOKEN, nlu_model_dir=nlu_model_dir, **extra)
+    crm = await open_crm(StoreSettings(database_url=production_db, redis_url=REDIS_URL, event_stream=stream))
+    customers = Customers(tg, 8, first_chat=950_000)
+    try:
+        async with cluster(env, tmp_path) as running:
+            bot = await running.start("bot")
+            if intake == "webhook":
+                from bot.telegram import webhook_path
+
+                tg.deliver_to(f"{bot.base}{webhook_path(secret)}", secret, retry_delay=0.5, attempts=1000)
+            traffic = asyncio.create_task(customers.talk(20, every_s=1.0))
+            await asyncio.sleep(4)
+            await proxy.cut()
+            cut_at = time.monotonic()
+            during = len(customers.sent)
+            await asyncio.sleep(10)
+            async with httpx.AsyncClient() as client:
+                ready = await client.get(f"{bot.base}/readyz")
+            assert ready.status_code == 503 and "database" in ready.text
+            if intake == "polling":
+                # Nothing received during the outage was confirmed to Telegram.
+                stored_ids = await _stored_update_ids(crm)
+                assert tg.confirmed_offset <= max(stored_ids, default=0) + 1
+            else:
+                assert 503 in tg.webhook_statuses
+            sent_in_outage = [u for u, _, _ in customers.sent[during:]]
+            await proxy.restore()
+            assert time.monotonic() - cut_at >= 10
+            await traffic
+            expected_ids = {u for u, _, _ in customers.sent}
+
+            async def everything_stored() -> bool:
+                return expected_ids <= await _stored_update_ids(crm)
+
+            assert await _eventually(everything_stored, 60), expected_ids - await _stored_update_ids(crm)
+            assert sent_in_outage, "no update arrived during the outage: the test proved nothing"
+            expected = Counter(text for _, _, text in customers.sent)
+
+            async def all_messages() -> bool:
+                return await stored_messages(crm) == expected
+
+            assert await _eventually(all_messages, 60), _diff(expected, await stored_messages(crm))
+            # Handled to the end: every stored update is marked, and the customers got answers after the outage.
+            assert await _eventually(lambda: _unhandled_is_zero(crm), 60)
+            last = customers.sent[-1]
+            await tg.wait_until(lambda: len(tg.texts_to(last[1])) > 0, timeout=30, what="answers after the outage")
+    finally:
+        await crm.close()
+        await proxy.close()
+        await _drop_stream(stream)
+
+
+async def _stored_update_ids(crm: Any) -> set[int]:
+    async with crm.db.sessionmaker() as session:
+        return set((await session.execute(select(m.InboundUpdate.update_id))).scalars())
+
+
+async def _unhandled_is_zero(crm: Any) -> bool:
+    async with crm.db.sessionmaker() as session:
+        return (await session.execute(
+            select(func.count()).where(m.InboundUpdate.handled_at.is_(None)))).scalar_one() == 0
+
+
+async def _eventually(check: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.5)
+    return bool(await check())
+
+
+def _diff(expected: Counter[str], got: Counter[str]) -> str:
+    return f"missing: {dict(expected - got)}; extra: {dict(got - expected)}"
+
+
+def _assert_json_logs(log: str) -> None:
+    lines = [line for line in log.splitlines() if line.startswith("{")]
+    assert lines, "no JSON log lines"
+    records = [json.loads(line) for line in lines]
+    assert all({"ts", "level", "logger", "message", "process"} <= set(r) for r in records)
+
+
+__all__ = ["Cluster"]
