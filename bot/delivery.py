@@ -21,10 +21,12 @@ Embedded (`kefu demo`): the in-process bus's group, the same marks in memory.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
@@ -46,6 +48,8 @@ from crm_store.observability import (
 log = logging.getLogger(__name__)
 
 GROUP = "delivery"
+# A later message waits for an earlier unsent one of the same chat if that one is younger than this.
+HOLD_BACK_LIMIT = timedelta(minutes=5)
 MARK_TTL_S = 7 * 24 * 3600
 # Refusals that will not change by trying again: the message is recorded as failed and the entry acknowledged.
 FINAL_REFUSALS = (TelegramForbiddenError, TelegramNotFound, TelegramBadRequest)
@@ -125,21 +129,30 @@ class Deliverer:
             if mark is not None and mark.startswith("sending:"):
                 DELIVERY_IN_DOUBT.inc()
                 log.warning("delivery: message %s was in flight when %s stopped; sending it again",
-                            reply.message_id, mark[8:])
+                            reply.message_id, mark[8:], extra={"in_doubt_message_id": reply.message_id})
             await self.marks.sending(reply.message_id, self.worker)
+            message_id = reply.message_id
+
+            async def accepted(sent: Any) -> None:
+                await self.marks.sent(message_id, str(sent.message_id))
+
             try:
-                sent = await self.sender.deliver(chat_id, reply, reraise=True, sender=sender)
+                await self.sender.deliver(chat_id, reply, reraise=True, sender=sender, accepted=accepted)
             except FINAL_REFUSALS:
                 return True  # recorded as failed by the sender; trying again would not help
-            assert sent is not None
-            await self.marks.sent(reply.message_id, str(sent.message_id))
             DELIVERY_SECONDS.labels("telegram").observe(max(0.0, (utcnow() - event.occurred_at).total_seconds()))
             return True
 
 
+def _message_order(delivery: Delivery) -> int:
+    found = outbound(delivery.event)
+    return found[1].message_id or 0 if found else 0
+
+
 @dataclass
 class _Lane:
-    entries: deque[Delivery] = field(default_factory=deque)
+    # In the order the messages were stored: one taken over from a dead worker goes before newer ones held here.
+    entries: list[Delivery] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
 
@@ -162,6 +175,29 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Read, reclaim and deliver until stop(); then finish the messages already taken."""
+        heartbeat = asyncio.create_task(self._heartbeat(), name="delivery-heartbeat")
+        try:
+            await self._run()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self) -> None:
+        """Entries this worker holds (a chat's backlog waits on its 1 message/s) are claimed again every few
+        seconds, which resets their idle time: only a dead worker's entries become idle enough to be taken over."""
+        every = max(0.2, self.reclaim_after_ms / 3000)
+        while True:
+            await asyncio.sleep(every)
+            held = [d.id for lane in list(self._lanes.values()) for d in list(lane.entries)]
+            try:
+                for start in range(0, len(held), 200):
+                    await self.bus.redis.xclaim(self.bus.stream, self.group, self.consumer, min_idle_time=0,
+                                                message_ids=held[start:start + 200], justid=True)
+            except Exception:
+                log.warning("delivery: could not renew the %d entries held", len(held), exc_info=True)
+
+    async def _run(self) -> None:
         backoff = 0.1
         ready = False
         while not self._stopping.is_set():
@@ -199,7 +235,7 @@ class DeliveryWorker:
             return
         chat_id = found[0]
         lane = self._lanes.setdefault(chat_id, _Lane())
-        lane.entries.append(delivery)
+        bisect.insort(lane.entries, delivery, key=_message_order)
         self._buffered += 1
         if lane.task is None:
             lane.task = asyncio.create_task(self._run_lane(chat_id, lane), name=f"delivery:{chat_id}")
@@ -208,6 +244,9 @@ class DeliveryWorker:
         try:
             while lane.entries:
                 delivery = lane.entries[0]
+                if await self._earlier_one_elsewhere(delivery):
+                    await asyncio.sleep(0.25)  # it comes here when its worker's claim lapses, and goes first
+                    continue
                 async with self._slots:
                     try:
                         done = await self.deliverer.deliver(delivery.event)
@@ -215,7 +254,7 @@ class DeliveryWorker:
                         log.warning("delivery: %s to chat %s failed; left for a retry", delivery.id, chat_id,
                                     exc_info=True)
                         done = False
-                lane.entries.popleft()
+                lane.entries.remove(delivery)
                 self._buffered -= 1
                 if done:
                     await self._ack(delivery)
@@ -229,6 +268,19 @@ class DeliveryWorker:
             lane.task = None
             if not lane.entries and self._lanes.get(chat_id) is lane:
                 del self._lanes[chat_id]
+
+    async def _earlier_one_elsewhere(self, delivery: Delivery) -> bool:
+        """Is an earlier reply to the same chat still unsent, held by another (perhaps dead) worker? Only recent
+        ones count (HOLD_BACK_LIMIT), so a message stuck for good never blocks a chat for long."""
+        event = delivery.event
+        if not isinstance(event, AgentReplied | BotPushed):
+            return False
+        try:
+            return bool(await self.deliverer.sender.crm.conversations.waiting_before(
+                conversation_id=event.conversation_id, message_id=event.message_id,
+                since=utcnow() - max(HOLD_BACK_LIMIT, timedelta(milliseconds=self.reclaim_after_ms * 4))))
+        except Exception:
+            return False  # the database is away: sending goes ahead (and records its own failure)
 
     async def _ack(self, delivery: Delivery) -> None:
         try:

@@ -64,6 +64,16 @@ class DialogueEngine:
         with an idempotency key, pushing the same message again records and delivers nothing."""
         return await self._record(conversation_id, reply, push=True, idempotency_key=idempotency_key)
 
+    async def record_only(self, incoming: Incoming) -> None:
+        """Store a message the bot will not answer (its chat is over the flood limit): nothing a customer sends is
+        lost, even when it is not answered."""
+        payload = {"button": incoming.payload} if incoming.payload else None
+        await self.crm.conversations.record_incoming(
+            channel=incoming.channel, external_id=incoming.external_id, text=linking.redacted(incoming.text),
+            channel_message_id=incoming.message_id, payload=payload, display_name=incoming.display_name,
+            language=language_from_code(incoming.language_code),
+        )
+
     async def handle(self, incoming: Incoming) -> Outcome:
         started = time.perf_counter()
         payload = {"button": incoming.payload} if incoming.payload else None

@@ -161,10 +161,11 @@ class TelegramSender:
         self.bot = bot
         self.crm = crm
 
-    async def deliver(self, chat_id: int, reply: Reply, *, reraise: bool = False,
-                      sender: str = "bot") -> Message | None:
+    async def deliver(self, chat_id: int, reply: Reply, *, reraise: bool = False, sender: str = "bot",
+                      accepted: Callable[[Message], Awaitable[None]] | None = None) -> Message | None:
         """Send one reply and record the outcome; with `reraise`, a refusal is raised again (the caller retries
-        later) after being recorded."""
+        later) after being recorded. `accepted` is awaited the moment Telegram has the message, before anything
+        else (the delivery worker's idempotency mark: the shorter that gap, the fewer sends are in doubt)."""
         if reply.image_url:
             try:
                 await self.bot.send_photo(chat_id, reply.image_url)
@@ -181,6 +182,8 @@ class TelegramSender:
             if reraise:
                 raise
             return None
+        if accepted is not None:
+            await accepted(sent)
         MESSAGES_OUT.labels("telegram", sender, "sent").inc()
         if reply.message_id is not None:
             await self.crm.conversations.mark_delivery(
@@ -386,10 +389,6 @@ class TelegramChannel:
         allowed, warn = self.throttle.allow(chat_id)
         user = message.from_user
         language_code = user.language_code if user else None
-        if not allowed:
-            if warn:
-                await self._send_text(chat_id, text("slow_down", language_from_code(language_code) or "en"))
-            return
         if message.text is not None:
             body, payload = message.text, None
         elif message.contact is not None:
@@ -402,6 +401,12 @@ class TelegramChannel:
             "telegram", str(chat_id), text=body, payload=payload, message_id=str(message.message_id),
             display_name=(user.full_name if user else "") or "", language_code=language_code,
         )
+        if not allowed:  # stored, not answered
+            MESSAGES_IN.labels("telegram").inc()
+            await self.engine.record_only(incoming)
+            if warn:
+                await self._send_text(chat_id, text("slow_down", language_from_code(language_code) or "en"))
+            return
         await self._handle(chat_id, incoming)
 
     async def on_callback(self, query: CallbackQuery) -> None:

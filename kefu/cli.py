@@ -193,6 +193,9 @@ def _serve_role(role: str, host: str, port: int) -> None:
     from kefu.serve import serve_role
 
     settings = _load_settings()
+    if not settings.redis_url:
+        fail(f"`kefu {role}` is one of several processes, which talk through Redis: set KEFU_REDIS_URL "
+             "(or run everything in one process with `kefu demo`).")
     _run(lambda: serve_role(roles=frozenset({role}), host=host, port=port, store=settings,
                             say=lambda line: typer.echo(line, err=True)), settings)
 

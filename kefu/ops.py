@@ -111,6 +111,8 @@ def configure_logging(settings: OpsSettings, *, process: str, stream: TextIO | N
     root.setLevel(settings.log_level.upper())
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).propagate = False
+    # aiogram logs every handled update at INFO ("Update id=... is handled"): a line per customer message.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 
 
 # --- health, readiness, metrics ---------------------------------------------------------------------------------

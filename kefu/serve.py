@@ -352,6 +352,10 @@ async def _serve(*, roles: frozenset[str], host: str, port: int, store: StoreSet
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
                 super().handle_exit(sig, frame)
+                # uvicorn raises the signal again once it has stopped serving, which for SIGTERM ends the
+                # process on the spot: the graceful part (intake stopped, work in flight finished, connections
+                # closed) is running_stack's exit, so serve() must simply return.
+                self._captured_signals.clear()
                 loop.call_soon_threadsafe(stack.end_streams)  # open pages' streams end at once
 
         config = uvicorn.Config(stack.app, host=host, port=port, log_level="warning", lifespan="off",

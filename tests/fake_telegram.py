@@ -34,11 +34,11 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import ClientSession, ClientTimeout, MultipartReader, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, MultipartReader, web
 from aiohttp.web_request import FileField
 
 if TYPE_CHECKING:
@@ -134,6 +134,21 @@ class _Queued:
 
 def _update_type(update: dict[str, Any]) -> str:
     return next((key for key in update if key != "update_id"), "")
+
+
+def _webhook_lane(update: dict[str, Any]) -> str:
+    """What a webhook keeps in order: the update's chat (a button press: its message's chat), else its user; an
+    update with neither is alone."""
+    body = update.get(_update_type(update))
+    if isinstance(body, dict):
+        message = body if "chat" in body else body.get("message")
+        chat = message.get("chat") if isinstance(message, dict) else None
+        if isinstance(chat, dict) and "id" in chat:
+            return f"chat:{chat['id']}"
+        sender = body.get("from") or body.get("user")
+        if isinstance(sender, dict) and "id" in sender:
+            return f"user:{sender['id']}"
+    return f"update:{update.get('update_id')}"
 
 
 def _utf16_len(text: str) -> int:
@@ -298,11 +313,14 @@ class FakeTelegram:
         self._chats: dict[int, dict[str, Any]] = {}
         self._users: dict[int, dict[str, Any]] = {}
         self._callback_ids: set[str] = set()
-        # Webhook delivery (``deliver_to``): updates are POSTed to the bot, in order, retried on non-2xx.
-        self._webhook_target: tuple[str, str | None] | None = None
+        # Webhook delivery (``deliver_to``): updates are POSTed to the bot (or bots, in turn), each chat's in
+        # order, retried on non-2xx.
+        self._webhook_target: tuple[tuple[str, ...], str | None] | None = None
         self._outbox: asyncio.Queue[dict[str, Any]] | None = None
+        self._webhook_pending: list[dict[str, Any]] = []
         self._sender: asyncio.Task[None] | None = None
-        self.webhook_statuses: list[int] = []
+        self.webhook_statuses: list[int] = []  # one per POST attempt; 0: no HTTP answer (see webhook_failures)
+        self.webhook_failures: list[str] = []  # the connection errors and timeouts behind the 0 statuses
         self._answered_callbacks: set[str] = set()
         self._blocked: set[int] = set()
         self._failures: dict[str, list[TelegramError]] = {}
@@ -592,31 +610,85 @@ class FakeTelegram:
 
     # --- webhook mode ----------------------------------------------------------------------------------------------
 
-    def deliver_to(self, url: str, secret_token: str | None = None, *, retry_delay: float = 0.2,
-                   attempts: int = 20) -> None:
-        """From now on, POST every injected update to the webhook ``url`` as Telegram does: one at a time, in
-        order, again after a non-2xx answer or a connection error (up to ``attempts`` times); the HTTP statuses
-        are kept in ``webhook_statuses``."""
-        self._webhook_target = (url, secret_token)
-        self._outbox = asyncio.Queue()
+    def deliver_to(self, url: str | Sequence[str], secret_token: str | None = None, *, retry_delay: float = 0.2,
+                   attempts: int = 20, max_connections: int = 1) -> None:
+        """From now on, POST every injected update to the webhook ``url`` as Telegram does, again after a non-2xx
+        answer or a connection error (up to ``attempts`` times); the HTTP statuses are kept in
+        ``webhook_statuses``.
+
+        ``url`` may be a list: several bot processes behind a load balancer, each request (retries too) going
+        to the next one in turn. Up to ``max_connections`` POSTs are in flight at once (setWebhook's
+        ``max_connections``; 1: one at a time, in order), but never two of one chat: a chat's next update is
+        posted only after its previous one got a 2xx answer or ran out of attempts. Updates without a chat
+        (inline queries, polls...) have no such order."""
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("deliver_to needs at least one URL")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self._sender is not None:  # a new target replaces the old one (what is still queued goes to it)
+            self._sender.cancel()
+        self._webhook_target = (tuple(urls), secret_token)
+        self._outbox = outbox = asyncio.Queue()
         for queued in self._queue:  # anything already waiting goes first
-            self._outbox.put_nowait(queued.update)
+            outbox.put_nowait(queued.update)
+        turns = itertools.cycle(urls)
+        in_flight: set[str] = set()  # chats with a POST in flight
+        pending: list[dict[str, Any]] = []  # arrived, not posted yet, in arrival order
+        self._webhook_pending = pending
+
+        async def post_until_accepted(update: dict[str, Any]) -> None:
+            for _ in range(attempts):
+                target = next(turns)
+                try:
+                    status = await self.post_webhook(target, update, secret_token)
+                except (OSError, TimeoutError, ClientError) as exc:
+                    status = 0
+                    self.webhook_failures.append(f"update {update.get('update_id')} to {target}: {exc!r}")
+                self.webhook_statuses.append(status)
+                if 200 <= status < 300:
+                    return
+                await asyncio.sleep(retry_delay)
 
         async def send_forever() -> None:
-            assert self._outbox is not None
-            while True:
-                update = await self._outbox.get()
-                for _ in range(attempts):
-                    try:
-                        status = await self.post_webhook(url, update, secret_token)
-                    except (OSError, TimeoutError):
-                        status = 0
-                    self.webhook_statuses.append(status)
-                    if 200 <= status < 300:
-                        break
-                    await asyncio.sleep(retry_delay)
+            running: dict[asyncio.Task[None], str] = {}
+            arrival: asyncio.Future[dict[str, Any]] | None = None
+            try:
+                while True:
+                    while not outbox.empty():
+                        pending.append(outbox.get_nowait())
+                    # The oldest update of a chat with nothing in flight goes next (with one connection: the
+                    # oldest update, so the order is the arrival order).
+                    index = 0
+                    while len(running) < max_connections and index < len(pending):
+                        lane = _webhook_lane(pending[index])
+                        if lane in in_flight:
+                            index += 1
+                            continue
+                        update = pending.pop(index)
+                        in_flight.add(lane)
+                        running[asyncio.create_task(post_until_accepted(update))] = lane
+                    if arrival is None:
+                        arrival = asyncio.ensure_future(outbox.get())
+                    done, _ = await asyncio.wait({arrival, *running}, return_when=asyncio.FIRST_COMPLETED)
+                    if arrival in done:
+                        pending.append(arrival.result())
+                        arrival = None
+                    for task in [task for task in done if task in running]:
+                        in_flight.discard(running.pop(task))
+                        task.result()  # a failure other than the bot's answer or the network: not hidden
+            finally:
+                for task in [*running, *([arrival] if arrival is not None else [])]:
+                    task.cancel()
+                await asyncio.gather(*running, *([arrival] if arrival is not None else []), return_exceptions=True)
 
         self._sender = asyncio.create_task(send_forever(), name="fake-telegram-webhook")
+
+    @property
+    def webhook_backlog(self) -> int:
+        """Updates waiting to be POSTed to the webhook (not counting those in flight)."""
+        waiting = self._outbox.qsize() if self._outbox is not None else 0
+        return waiting + len(self._webhook_pending)
 
     async def post_webhook(self, url: str, update: dict[str, Any], secret_token: str | None = None) -> int:
         """POST ``update`` to the bot's webhook ``url`` as Telegram does (JSON body, the secret in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -475,3 +476,157 @@ async def test_wait_for_messages_reports_what_was_sent(tg: FakeTelegram) -> None
     await bot.send_message(12, "only one")
     with pytest.raises(AssertionError, match=r"sent 1 message\(s\) to chat 12 .* \['only one'\]"):
         await tg.wait_for_messages(12, 2, timeout=0.2)
+
+
+# --- webhook delivery: several bot processes, several connections ------------------------------------------------
+
+
+class HeldWebhook:
+    """A webhook endpoint that records every POST and holds its answer until released (per update, or all);
+    `status` picks the answer per (update text, attempt number)."""
+
+    def __init__(self, name: str = "bot", status: dict[tuple[str, int], int] | None = None) -> None:
+        self.name = name
+        self.status = status or {}
+        self.arrived: list[tuple[str, int, str]] = []  # (who, chat id, text), in arrival order
+        self.answered: list[tuple[int, str, int]] = []  # (chat id, text, status)
+        self.in_flight: dict[int, int] = {}  # chat id -> POSTs in flight now
+        self.most_in_flight = 0
+        self.most_in_one_chat = 0
+        self.hold = False
+        self._released: dict[str, asyncio.Event] = {}
+        self._attempts: dict[str, int] = {}
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> HeldWebhook:
+        app = web.Application()
+        app.router.add_post("/hook", self._post)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/hook"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release_all()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def release(self, text: str) -> None:
+        self._released.setdefault(text, asyncio.Event()).set()
+
+    def release_all(self) -> None:
+        self.hold = False
+        for event in self._released.values():
+            event.set()
+
+    async def _post(self, request: web.Request) -> web.Response:
+        message = (await request.json())["message"]
+        chat, text = message["chat"]["id"], message["text"]
+        self.arrived.append((self.name, chat, text))
+        self.in_flight[chat] = self.in_flight.get(chat, 0) + 1
+        self.most_in_one_chat = max(self.most_in_one_chat, self.in_flight[chat])
+        self.most_in_flight = max(self.most_in_flight, sum(self.in_flight.values()))
+        try:
+            if self.hold:
+                await self._released.setdefault(text, asyncio.Event()).wait()
+            else:
+                await asyncio.sleep(0.01)  # long enough for another POST to overlap, if one were sent
+            attempt = self._attempts[text] = self._attempts.get(text, 0) + 1
+            status = self.status.get((text, attempt), 200)
+            self.answered.append((chat, text, status))
+            return web.json_response({}, status=status)
+        finally:
+            self.in_flight[chat] -= 1
+
+
+async def test_webhook_two_chats_in_flight_at_once(tg: FakeTelegram) -> None:
+    async with HeldWebhook() as hook:
+        hook.hold = True
+        tg.deliver_to(hook.url, max_connections=2)
+        tg.user_message(1, "a1")
+        tg.user_message(1, "a2")
+        tg.user_message(2, "b1")
+        tg.user_message(3, "c1")
+        await tg.wait_until(lambda: len(hook.arrived) == 2, what="two POSTs in flight")
+        await asyncio.sleep(0.2)
+        # Two connections: chat 1's first and chat 2's first (a2 waits for a1; c1 for a free connection).
+        assert [text for _, _, text in hook.arrived] == ["a1", "b1"]
+        assert hook.most_in_flight == 2
+        assert tg.webhook_backlog == 2
+
+        hook.release("b1")  # chat 2 answered: the oldest update that may go is c1 (a1 still holds chat 1)
+        await tg.wait_until(lambda: len(hook.arrived) == 3, what="c1 posted")
+        assert hook.arrived[-1][2] == "c1"
+        hook.release("a1")
+        await tg.wait_until(lambda: len(hook.arrived) == 4, what="a2 posted")
+        assert hook.arrived[-1][2] == "a2"
+        hook.release_all()
+        await tg.wait_until(lambda: len(hook.answered) == 4, what="all answered")
+    assert hook.most_in_flight == 2 and hook.most_in_one_chat == 1
+    assert tg.webhook_statuses == [200] * 4 and tg.webhook_backlog == 0 and tg.pending_updates == []
+
+
+async def test_webhook_keeps_one_chat_in_order_through_retries(tg: FakeTelegram) -> None:
+    # m2 fails twice before it is taken; m4 fails every time and is given up after 3 attempts.
+    failures = {("m2", 1): 500, ("m2", 2): 503, **{("m4", n): 502 for n in (1, 2, 3)}}
+    async with HeldWebhook(status=failures) as hook:
+        tg.deliver_to(hook.url, max_connections=8, retry_delay=0.05, attempts=3)
+        for n in range(1, 7):
+            tg.user_message(5, f"m{n}")
+        tg.user_message(6, "other")  # another chat is not held up by chat 5's retries
+        await tg.wait_until(lambda: len(hook.answered) == 11, what="every attempt answered")
+        await asyncio.sleep(0.1)
+    chat5 = [(text, status) for chat, text, status in hook.answered if chat == 5]
+    assert chat5 == [("m1", 200), ("m2", 500), ("m2", 503), ("m2", 200), ("m3", 200),
+                     ("m4", 502), ("m4", 502), ("m4", 502), ("m5", 200), ("m6", 200)]
+    assert hook.most_in_one_chat == 1  # never two of chat 5's updates at once, though 8 connections were free
+    assert [text for _, chat, text in hook.arrived if chat == 6] == ["other"]
+    assert next(i for i, (_, _, text) in enumerate(hook.arrived) if text == "other") < 3
+    assert sorted(tg.webhook_statuses) == sorted(status for _, _, status in hook.answered)
+    # the update given up on stays pending (unconfirmed), as Telegram keeps it
+    assert [u["message"]["text"] for u in tg.pending_updates] == ["m4"]
+
+
+async def test_webhook_one_connection_keeps_the_arrival_order(tg: FakeTelegram) -> None:
+    async with HeldWebhook() as hook:
+        tg.deliver_to(hook.url)  # the default: one connection
+        for n in range(6):
+            tg.user_message(10 + n % 3, f"u{n}")
+        await tg.wait_until(lambda: len(hook.answered) == 6, what="all answered")
+    assert [text for _, _, text in hook.arrived] == [f"u{n}" for n in range(6)]
+    assert hook.most_in_flight == 1
+
+
+async def test_webhook_round_robin_across_bot_processes(tg: FakeTelegram) -> None:
+    # The first attempt of u3 fails on bot A: its retry goes to the next process in turn, B.
+    async with HeldWebhook("A", status={("u3", 1): 503}) as a, HeldWebhook("B") as b:
+        tg.deliver_to([a.url, b.url], "s3cret", retry_delay=0.01)
+        for n in range(1, 6):
+            tg.user_message(7, f"u{n}")
+        await tg.wait_until(lambda: len(a.answered) + len(b.answered) == 6, what="all answered")
+    assert [(who, text) for who, _, text in a.arrived] == [("A", "u1"), ("A", "u3"), ("A", "u4")]
+    assert [(who, text) for who, _, text in b.arrived] == [("B", "u2"), ("B", "u3"), ("B", "u5")]
+    assert tg.webhook_statuses == [200, 200, 503, 200, 200, 200]
+
+
+async def test_webhook_delivery_arguments(tg: FakeTelegram) -> None:
+    with pytest.raises(ValueError, match="at least one URL"):
+        tg.deliver_to([])
+    with pytest.raises(ValueError, match="max_connections"):
+        tg.deliver_to("http://127.0.0.1:9/hook", max_connections=0)
+
+
+async def test_webhook_process_down_is_skipped_by_the_retry(tg: FakeTelegram) -> None:
+    with socket.socket() as sock:  # a port nobody listens on: a bot process that is down
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    async with HeldWebhook("B") as b:
+        tg.deliver_to([down, b.url], retry_delay=0.01)
+        tg.user_message(8, "first")
+        tg.user_message(8, "second")
+        await tg.wait_until(lambda: len(b.answered) == 2, what="both answered by the live process")
+    assert [text for _, _, text in b.arrived] == ["first", "second"]
+    assert tg.webhook_statuses == [0, 200, 0, 200]
+    assert len(tg.webhook_failures) == 2 and all(down in failure for failure in tg.webhook_failures)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -173,6 +174,19 @@ class ConversationService(Service):
                 message.channel_message_id = channel_message_id
             await uow.commit()
             return MessageView.of(message)
+
+    async def waiting_before(self, *, conversation_id: int, message_id: int, since: datetime) -> bool:
+        """Is an earlier agent's reply in this conversation (stored after `since`) still waiting to be sent? The
+        delivery worker holds a later message back meanwhile, so a chat's messages arrive in order."""
+        async with self.uow() as uow:
+            found = await uow.session.execute(
+                select(m.Message.id).where(
+                    m.Message.conversation_id == conversation_id, m.Message.id < message_id,
+                    m.Message.sender == SenderType.AGENT, m.Message.is_private.is_(False),
+                    m.Message.delivery_status == DeliveryStatus.QUEUED, m.Message.created_at >= since,
+                ).limit(1)
+            )
+            return found.first() is not None
 
     async def transcript(self, *, conversation_id: int, include_private: bool = True) -> list[MessageView]:
         async with self.uow() as uow:

@@ -265,3 +265,9 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     assert help_text.returncode == 0
     for command in ("db", "import", "agent", "demo"):
         assert command in help_text.stdout
+
+
+@pytest.mark.parametrize("role", ["bot", "console", "worker"])
+def test_a_production_process_without_redis_is_a_one_line_error(role: str, tmp_path: Path) -> None:
+    result = kefu(role, "--port", "1", cwd=tmp_path)
+    assert_one_line_error(result, "KEFU_REDIS_URL", "kefu demo")
