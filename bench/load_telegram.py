@@ -574,8 +574,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             await cluster.stop_all()
             report["processes_exit_codes"] = {f"{p.role}-{i}": p.process.returncode for i, p in enumerate(processes)}
             report["processes_exit_codes_note"] = (
-                "-15: ended by SIGTERM, which uvicorn raises again after its own shutdown (so kefu.serve's "
-                "teardown after server.serve() does not run)")
+                "0: stopped gracefully on SIGTERM (intake stopped, work in flight finished, connections closed)")
             if args.keep_logs:
                 report["logs"] = str(workdir)
     finally:

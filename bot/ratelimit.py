@@ -1,8 +1,9 @@
 """Telegram's sending limits, kept by every process that talks to the Bot API: about one message a second per chat
 and thirty a second per bot, and a 429's `retry_after` honoured by all of them.
 
-Each send reserves a time slot (GCRA, "theoretical arrival time"): the chat's next slot and the bot's next slot,
-taken together so that a message waiting for its chat never holds a bot slot it does not use. With Redis the
+Each send reserves a time slot: the earliest moment that is at least a chat interval after the chat's previous
+slot and at least a bot interval away from every other slot the bot has reserved (a message waiting for its chat
+takes a bot slot at its own time and leaves the ones before it to other chats). With Redis the
 reservation is one Lua script over keys all processes share (Redis' own clock), so two bot processes and a worker
 together stay under the limits; without Redis (the embedded demo) the same arithmetic runs in memory.
 
@@ -13,7 +14,9 @@ slot, and a 429 pauses the whole bot for `retry_after` seconds, then the call is
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
+import math
 import time
 from typing import Any, Protocol
 
@@ -32,35 +35,57 @@ MARGIN_S = 0.02
 # A call that keeps getting 429s is given up after this many tries (the caller then records a failure).
 MAX_TRIES = 4
 
+# Whole milliseconds throughout: Lua turns numbers into strings with 14 significant digits, and a range bound that
+# rounded onto a reserved slot would find that slot again and again.
 _RESERVE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local chat_interval = tonumber(ARGV[1])
 local bot_interval = tonumber(ARGV[2])
-local start = now
+local slot = now
 local chat_tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if chat_tat > start then start = chat_tat end
+if chat_tat > slot then slot = chat_tat end
 local paused_until = tonumber(redis.call('GET', KEYS[3]) or '0')
-if paused_until > start then start = paused_until end
-local bot_tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-local slot = start
-if bot_tat > slot then slot = bot_tat end
-if chat_interval > 0 then
-  redis.call('SET', KEYS[1], tostring(slot + chat_interval), 'PX', math.ceil(slot + chat_interval - now) + 1000)
+if paused_until > slot then slot = paused_until end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 2000)
+-- The earliest time from `slot` on with no other send of this bot closer than bot_interval: walk the reserved
+-- slots after (slot - bot_interval) in order, each at most once.
+local later = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (slot - bot_interval), '+inf', 'WITHSCORES')
+for i = 2, #later, 2 do
+  local reserved = tonumber(later[i])
+  if reserved >= slot + bot_interval then break end
+  if reserved + bot_interval > slot then slot = reserved + bot_interval end
 end
-redis.call('SET', KEYS[2], tostring(slot + bot_interval), 'PX', math.ceil(slot + bot_interval - now) + 1000)
-return tostring(slot - now)
+redis.call('ZADD', KEYS[2], slot, slot)
+redis.call('PEXPIRE', KEYS[2], slot - now + 2000)
+if chat_interval > 0 then
+  redis.call('SET', KEYS[1], slot + chat_interval, 'PX', slot + chat_interval - now + 1000)
+end
+return slot - now
 """
 
 _PAUSE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local until_ms = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ms > current then
-  redis.call('SET', KEYS[1], tostring(until_ms), 'PX', math.ceil(until_ms - now) + 1000)
+  redis.call('SET', KEYS[1], until_ms, 'PX', until_ms - now + 1000)
 end
 return 1
+"""
+
+
+_START = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now < last + interval then
+  return last + interval - now
+end
+redis.call('SET', KEYS[1], now, 'PX', interval + 1000)
+return 0
 """
 
 
@@ -73,6 +98,12 @@ class SlotBook(Protocol):
         """Nobody sends for `seconds` (Telegram answered 429)."""
         ...
 
+    async def start(self, chat: str) -> float:
+        """Just before the request: 0 when the chat's previous message actually went out at least an interval ago
+        (and this one is now recorded as going out), else the seconds still to wait. A slot reserved in time can
+        still be used late (a busy process), so the last send, not the last reservation, is what counts."""
+        ...
+
 
 class MemorySlotBook:
     """The slots of one process (the embedded demo)."""
@@ -81,22 +112,40 @@ class MemorySlotBook:
         self.bot_interval = 1.0 / per_second + MARGIN_S / 10
         self.chat_interval = chat_interval_s + MARGIN_S if chat_interval_s > 0 else 0.0
         self._chat_tat: dict[str, float] = {}
-        self._bot_tat = 0.0
+        self._slots: list[float] = []  # the bot's reserved send times, sorted
         self._paused_until = 0.0
+        self._last_sent: dict[str, float] = {}
 
     async def reserve(self, chat: str) -> float:
         now = time.monotonic()
-        start = max(now, self._chat_tat.get(chat, 0.0), self._paused_until)
-        slot = max(start, self._bot_tat)
+        slot = max(now, self._chat_tat.get(chat, 0.0), self._paused_until)
+        self._slots = self._slots[bisect.bisect_left(self._slots, now - 2.0):]
+        # The earliest time from `slot` on with no other slot closer than the bot interval (each looked at once).
+        for reserved in self._slots[bisect.bisect_right(self._slots, slot - self.bot_interval):]:
+            if reserved >= slot + self.bot_interval:
+                break
+            slot = max(slot, reserved + self.bot_interval)
+        bisect.insort(self._slots, slot)
         if self.chat_interval:
             self._chat_tat[chat] = slot + self.chat_interval
             if len(self._chat_tat) > 10_000:  # forget chats whose next slot has passed
                 self._chat_tat = {c: t for c, t in self._chat_tat.items() if t > now}
-        self._bot_tat = slot + self.bot_interval
         return slot - now
 
     async def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    async def start(self, chat: str) -> float:
+        if not self.chat_interval:
+            return 0.0
+        now = time.monotonic()
+        last = self._last_sent.get(chat)
+        if last is not None and now < last + self.chat_interval:
+            return last + self.chat_interval - now
+        self._last_sent[chat] = now
+        if len(self._last_sent) > 10_000:
+            self._last_sent = {c: t for c, t in self._last_sent.items() if now - t < self.chat_interval}
+        return 0.0
 
 
 class RedisSlotBook:
@@ -105,19 +154,26 @@ class RedisSlotBook:
     def __init__(self, redis: Any, *, bot_id: str, per_second: float, chat_interval_s: float,
                  prefix: str = "kefu:send") -> None:
         self.redis = redis
-        self.bot_interval_ms = 1000.0 / per_second + MARGIN_S * 100
-        self.chat_interval_ms = (chat_interval_s + MARGIN_S) * 1000 if chat_interval_s > 0 else 0.0
+        self.bot_interval_ms = math.ceil(1000.0 / per_second + MARGIN_S * 100)
+        self.chat_interval_ms = math.ceil((chat_interval_s + MARGIN_S) * 1000) if chat_interval_s > 0 else 0
         self.prefix = f"{prefix}:{bot_id}"
         self._reserve = redis.register_script(_RESERVE)
         self._pause = redis.register_script(_PAUSE)
+        self._start = redis.register_script(_START)
 
     async def reserve(self, chat: str) -> float:
-        keys = [f"{self.prefix}:chat:{chat}", f"{self.prefix}:bot", f"{self.prefix}:paused"]
+        keys = [f"{self.prefix}:chat:{chat}", f"{self.prefix}:bot-slots", f"{self.prefix}:paused"]
         wait_ms = await self._reserve(keys=keys, args=[self.chat_interval_ms, self.bot_interval_ms])
         return max(0.0, float(wait_ms) / 1000)
 
     async def pause(self, seconds: float) -> None:
-        await self._pause(keys=[f"{self.prefix}:paused"], args=[seconds * 1000])
+        await self._pause(keys=[f"{self.prefix}:paused"], args=[math.ceil(seconds * 1000)])
+
+    async def start(self, chat: str) -> float:
+        if not self.chat_interval_ms:
+            return 0.0
+        wait_ms = await self._start(keys=[f"{self.prefix}:sent:{chat}"], args=[self.chat_interval_ms])
+        return max(0.0, float(wait_ms) / 1000)
 
 
 def _sends_a_message(method: TelegramMethod[Any]) -> bool:
@@ -142,6 +198,8 @@ class SendLimits(BaseRequestMiddleware):
                 wait = await self.slots.reserve(chat)
                 if wait > 0:
                     await asyncio.sleep(wait)
+                while (late := await self.slots.start(chat)) > 0:  # noqa: ASYNC110 - the wait is on Redis' clock
+                    await asyncio.sleep(late)
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:

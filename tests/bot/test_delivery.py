@@ -1,0 +1,265 @@
+"""Outbound delivery: the Deliverer's idempotency marks and refusals, and the DeliveryWorker on a Redis stream
+(fakeredis, or the real Redis when KEFU_TEST_REDIS_URL is set) against the fake Telegram server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import fakeredis.aioredis
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
+
+from bot.delivery import GROUP, Deliverer, DeliveryWorker, MemoryMarks, RedisMarks
+from bot.telegram import TelegramSender
+from crm_store.bus import RedisEventBus
+from crm_store.enums import DeliveryStatus, SenderType
+from crm_store.events import AgentReplied, CustomerCreated
+from tests.conftest import REDIS_URL
+from tests.fake_telegram import FakeTelegram
+from tests.support import RecordingBus
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
+
+
+@pytest.fixture
+def sender(tg: FakeTelegram, crm: Any) -> TelegramSender:
+    return TelegramSender(tg.bot(), crm)
+
+
+async def agent_reply(crm: Any, bus: RecordingBus, *, chat: int, text: str, channel: str = "telegram") -> AgentReplied:
+    """An agent's reply to the customer of `chat` (their conversation opened by a first message): the event the
+    CRM published for it."""
+    recorded = await crm.conversations.record_incoming(channel=channel, external_id=str(chat), text="hello")
+    await crm.conversations.record_outgoing(conversation_id=recorded.conversation.id, sender=SenderType.AGENT,
+                                            text=text)
+    event = bus.of(AgentReplied)[-1]
+    assert isinstance(event, AgentReplied) and event.text == text
+    return event
+
+
+async def stored_message(crm: Any, event: AgentReplied) -> Any:
+    rows = await crm.conversations.transcript(conversation_id=event.conversation_id)
+    return next(row for row in rows if row.id == event.message_id)
+
+
+def in_doubt_count() -> float:
+    return REGISTRY.get_sample_value("kefu_delivery_in_doubt_total") or 0.0
+
+
+# --- the Deliverer -------------------------------------------------------------------------------------------
+
+
+async def test_an_agent_reply_delivered_twice_is_sent_once(crm: Any, bus: RecordingBus, tg: FakeTelegram,
+                                                           sender: TelegramSender) -> None:
+    event = await agent_reply(crm, bus, chat=300, text="Your parcel left the warehouse today.")
+    marks = MemoryMarks()
+    deliverer = Deliverer(sender, marks)
+    assert await deliverer.deliver(event) is True
+    assert await deliverer.deliver(event) is True  # a redelivery: skipped
+    (sent,) = tg.messages_to(300)
+    assert sent["text"] == "Your parcel left the warehouse today."
+    assert len(tg.calls("sendMessage")) == 1
+    row = await stored_message(crm, event)
+    assert row.delivery_status == DeliveryStatus.SENT and row.channel_message_id == str(sent["message_id"])
+    assert await marks.get(event.message_id) == f"sent:{sent['message_id']}"
+
+
+async def test_a_message_marked_sent_is_not_sent_again_and_its_status_is_recorded(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender
+) -> None:
+    """Sent by a worker that died before recording it in the database: the redelivery records it."""
+    event = await agent_reply(crm, bus, chat=301, text="On its way.")
+    marks = MemoryMarks()
+    await marks.sent(event.message_id, "77")
+    assert (await stored_message(crm, event)).delivery_status == DeliveryStatus.QUEUED
+    assert await Deliverer(sender, marks).deliver(event) is True
+    assert tg.calls("sendMessage") == []
+    row = await stored_message(crm, event)
+    assert row.delivery_status == DeliveryStatus.SENT and row.channel_message_id == "77"
+
+
+async def test_a_message_in_flight_when_its_worker_died_is_sent_again_and_counted_in_doubt(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender
+) -> None:
+    event = await agent_reply(crm, bus, chat=302, text="Refund approved.")
+    marks = MemoryMarks()
+    await marks.sending(event.message_id, "other")
+    before = in_doubt_count()
+    assert await Deliverer(sender, marks, worker="me").deliver(event) is True
+    assert tg.texts_to(302) == ["Refund approved."]
+    assert in_doubt_count() == before + 1
+    (sent,) = tg.messages_to(302)
+    assert await marks.get(event.message_id) == f"sent:{sent['message_id']}"
+    assert (await stored_message(crm, event)).delivery_status == DeliveryStatus.SENT
+
+
+async def test_a_blocked_chat_is_acknowledged_recorded_failed_and_not_retried(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender
+) -> None:
+    event = await agent_reply(crm, bus, chat=303, text="Anything else?")
+    tg.block(303)
+    assert await Deliverer(sender, MemoryMarks()).deliver(event) is True
+    (refused,) = tg.calls("sendMessage")
+    assert refused.error is not None and refused.error["error_code"] == 403
+    assert (await stored_message(crm, event)).delivery_status == DeliveryStatus.FAILED
+
+
+async def test_a_passing_failure_leaves_the_message_for_a_retry(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender
+) -> None:
+    """Telegram's servers failing (500) is not final: deliver raises (the entry stays pending), a retry sends it."""
+    event = await agent_reply(crm, bus, chat=304, text="Checking now.")
+    deliverer = Deliverer(sender, MemoryMarks())
+    tg.fail_next("sendMessage", 500)
+    with pytest.raises(Exception):  # noqa: B017 - aiogram's server error; the point is that it is not swallowed
+        await deliverer.deliver(event)
+    assert tg.messages_to(304) == []
+    assert await deliverer.deliver(event) is True
+    assert tg.texts_to(304) == ["Checking now."]
+    assert (await stored_message(crm, event)).delivery_status == DeliveryStatus.SENT
+
+
+async def test_events_not_for_a_telegram_chat_are_acknowledged_without_sending(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender
+) -> None:
+    web = await agent_reply(crm, bus, chat=305, text="Hi from the web chat.", channel="webchat")
+    deliverer = Deliverer(sender, MemoryMarks())
+    assert await deliverer.deliver(web) is True
+    assert await deliverer.deliver(CustomerCreated(customer_id=1)) is True
+    assert tg.sent == []
+    assert (await stored_message(crm, web)).delivery_status == DeliveryStatus.QUEUED
+
+
+# --- the DeliveryWorker on a Redis stream --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client: aioredis.Redis = aioredis.from_url(REDIS_URL) if REDIS_URL else fakeredis.aioredis.FakeRedis()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def stream(redis_client: aioredis.Redis) -> AsyncIterator[str]:
+    """A stream name of this test alone; deleted afterwards with its marks."""
+    name = f"kefu-test:delivery:{uuid.uuid4().hex}"
+    yield name
+    keys = [key async for key in redis_client.scan_iter(match=f"{name}*")]
+    if keys:
+        await redis_client.delete(*keys)
+
+
+@pytest.fixture
+async def stream_bus(redis_client: aioredis.Redis, stream: str) -> AsyncIterator[RedisEventBus]:
+    """The events stream, with the delivery group created before anything is published to it."""
+    bus = RedisEventBus(redis_client, stream=stream, block_ms=50, consumer_name="publisher")
+    await bus.ensure_group(GROUP)
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+async def run_worker(redis_client: aioredis.Redis, stream: str,
+                     sender: TelegramSender) -> AsyncIterator[Callable[..., DeliveryWorker]]:
+    """Start DeliveryWorkers (each its own consumer); stopped at the end of the test."""
+    running: list[tuple[DeliveryWorker, asyncio.Task[None]]] = []
+
+    def start(consumer: str, *, reclaim_after_s: float = 5.0) -> DeliveryWorker:
+        bus = RedisEventBus(redis_client, stream=stream, block_ms=50, consumer_name=consumer)
+        deliverer = Deliverer(sender, RedisMarks(redis_client, f"{stream}:delivered"), worker=consumer)
+        worker = DeliveryWorker(bus, deliverer, concurrency=4, reclaim_after_s=reclaim_after_s)
+        running.append((worker, asyncio.create_task(worker.run())))
+        return worker
+
+    yield start
+    for worker, _ in running:
+        await worker.stop()
+    for worker, task in running:
+        await asyncio.wait_for(task, timeout=10)
+        await worker.bus.close()
+
+
+async def pending(client: aioredis.Redis, stream: str) -> int:
+    summary = await client.xpending(stream, GROUP)
+    return int(summary["pending"])
+
+
+async def eventually_nothing_pending(client: aioredis.Redis, stream: str) -> None:
+    for _ in range(100):
+        if await pending(client, stream) == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{await pending(client, stream)} entries still pending")
+
+
+async def test_the_worker_sends_every_reply_once_in_order_per_chat_and_acks_them(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, redis_client: aioredis.Redis, stream: str,
+    stream_bus: RedisEventBus, run_worker: Callable[..., DeliveryWorker],
+) -> None:
+    chats = (310, 311, 312)
+    events = [await agent_reply(crm, bus, chat=chat, text=f"reply {n} to {chat}") for n in range(3) for chat in chats]
+    for event in events:  # the chats' messages interleaved, as agents answer
+        await stream_bus.publish(event)
+    await stream_bus.publish(CustomerCreated(customer_id=1))  # not for this worker: acknowledged, nothing sent
+
+    worker = run_worker("worker-a")
+    for chat in chats:
+        await tg.wait_for_messages(chat, 3)
+    await eventually_nothing_pending(redis_client, stream)
+    await asyncio.sleep(0.3)  # nothing more comes
+    for chat in chats:
+        assert tg.texts_to(chat) == [f"reply {n} to {chat}" for n in range(3)]
+    assert len(tg.calls("sendMessage")) == 9
+    assert worker.delivered == 9
+    for event in events:
+        assert (await stored_message(crm, event)).delivery_status == DeliveryStatus.SENT
+
+
+async def test_a_dead_consumers_entries_are_taken_over_and_sent_once(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, redis_client: aioredis.Redis, stream: str,
+    stream_bus: RedisEventBus, run_worker: Callable[..., DeliveryWorker],
+) -> None:
+    events = [await agent_reply(crm, bus, chat=chat, text=f"reply {n} to {chat}") for n in range(2)
+              for chat in (320, 321)]
+    for event in events:
+        await stream_bus.publish(event)
+    taken = await stream_bus.read(GROUP, "dead-consumer", count=100, block_ms=0)  # read, never acked: it died
+    assert len(taken) == 4
+
+    run_worker("worker-b", reclaim_after_s=0.6)
+    await asyncio.sleep(0.3)
+    assert tg.sent == []  # still fresh: not stolen from a consumer that may be alive
+    await tg.wait_for_messages(320, 2)
+    await tg.wait_for_messages(321, 2)
+    await eventually_nothing_pending(redis_client, stream)
+    await asyncio.sleep(0.3)
+    assert tg.texts_to(320) == ["reply 0 to 320", "reply 1 to 320"]
+    assert tg.texts_to(321) == ["reply 0 to 321", "reply 1 to 321"]
+    assert len(tg.calls("sendMessage")) == 4
+
+
+async def test_a_newer_message_waits_for_an_earlier_one_held_by_a_dead_consumer(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, redis_client: aioredis.Redis, stream: str,
+    stream_bus: RedisEventBus, run_worker: Callable[..., DeliveryWorker],
+) -> None:
+    first = await agent_reply(crm, bus, chat=330, text="first")
+    await stream_bus.publish(first)
+    [taken] = await stream_bus.read(GROUP, "dead-consumer", count=1, block_ms=0)  # then it died
+    assert taken.event == first
+    second = await agent_reply(crm, bus, chat=330, text="second")
+    await stream_bus.publish(second)
+
+    run_worker("worker-c", reclaim_after_s=0.6)  # reads "second" at once, takes "first" over after 0.6 s
+    await tg.wait_for_messages(330, 2)
+    await eventually_nothing_pending(redis_client, stream)
+    assert tg.texts_to(330) == ["first", "second"]
+    assert len(tg.calls("sendMessage")) == 2
