@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import fakeredis.aioredis
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -115,6 +117,24 @@ async def db(settings: StoreSettings) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    """The real Redis (KEFU_TEST_REDIS_URL), else fakeredis."""
+    client: aioredis.Redis = aioredis.from_url(REDIS_URL) if REDIS_URL else fakeredis.aioredis.FakeRedis()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def stream(redis_client: aioredis.Redis) -> AsyncIterator[str]:
+    """A stream name of this test alone; afterwards every key it prefixes (dead letters, marks) is deleted."""
+    name = f"kefu-test:{uuid.uuid4().hex}"
+    yield name
+    keys = [key async for key in redis_client.scan_iter(match=f"{name}*")]
+    if keys:
+        await redis_client.delete(*keys)
 
 
 @pytest.fixture

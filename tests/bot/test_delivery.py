@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import fakeredis.aioredis
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
@@ -18,7 +16,6 @@ from bot.telegram import TelegramSender
 from crm_store.bus import RedisEventBus
 from crm_store.enums import DeliveryStatus, SenderType
 from crm_store.events import AgentReplied, CustomerCreated
-from tests.conftest import REDIS_URL
 from tests.fake_telegram import FakeTelegram
 from tests.support import RecordingBus
 
@@ -139,23 +136,6 @@ async def test_events_not_for_a_telegram_chat_are_acknowledged_without_sending(
 
 
 # --- the DeliveryWorker on a Redis stream --------------------------------------------------------------------
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    client: aioredis.Redis = aioredis.from_url(REDIS_URL) if REDIS_URL else fakeredis.aioredis.FakeRedis()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def stream(redis_client: aioredis.Redis) -> AsyncIterator[str]:
-    """A stream name of this test alone; deleted afterwards with its marks."""
-    name = f"kefu-test:delivery:{uuid.uuid4().hex}"
-    yield name
-    keys = [key async for key in redis_client.scan_iter(match=f"{name}*")]
-    if keys:
-        await redis_client.delete(*keys)
 
 
 @pytest.fixture

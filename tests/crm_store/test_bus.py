@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import fakeredis.aioredis
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from crm_store.bus import Delivery, InProcessEventBus, RedisEventBus, build_event_bus
 from crm_store.events import AgentReplied, CustomerCreated, DomainEvent
-from tests.conftest import REDIS_URL
 
 # Small enough that claiming, redelivery and dead-lettering happen within a test, large enough that an
 # entry just read is not yet "stale" (so claim_stale stealing fresh work would fail a test).
@@ -186,21 +183,6 @@ async def test_in_process_late_group_misses_earlier_events(local_bus: InProcessE
 # ----------------------------------------------------------------------------------------------------------------
 # Redis Streams
 # ----------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    client: aioredis.Redis = aioredis.from_url(REDIS_URL) if REDIS_URL else fakeredis.aioredis.FakeRedis()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def stream(redis_client: aioredis.Redis) -> AsyncIterator[str]:
-    """A stream name of this test alone; deleted afterwards, with its dead-letter stream."""
-    name = f"kefu:test:{uuid.uuid4().hex}"
-    yield name
-    await redis_client.delete(name, f"{name}:dead")
 
 
 MakeBus = Callable[..., RedisEventBus]
