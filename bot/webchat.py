@@ -17,6 +17,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from bot.engine import DialogueEngine
 from bot.messages import Incoming, Reply
 from bot.texts import text
 from crm_store.events import AgentReplied, BotPushed, DomainEvent
+from crm_store.observability import HANDLE_SECONDS, MESSAGES_IN
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +108,15 @@ def webchat_router(engine: DialogueEngine, hub: WebchatHub) -> APIRouter:
     async def post_message(message: WebchatMessage) -> JSONResponse:
         incoming = Incoming("webchat", message.visitor_id, text=message.text, payload=message.payload,
                             message_id=message.message_id, language_code=message.language)
+        MESSAGES_IN.labels("webchat").inc()
+        started = time.perf_counter()
         try:
             outcome = await engine.handle(incoming)
         except Exception:
             log.exception("web chat: the engine failed on a message from %s", message.visitor_id)
             return JSONResponse({"error": f"{text('unavailable', 'en')} / {text('unavailable', 'zh')}"},
                                 status_code=503)
+        HANDLE_SECONDS.labels("webchat").observe(time.perf_counter() - started)
         return JSONResponse({
             "conversation_id": outcome.conversation_id, "language": outcome.language,
             "duplicate": outcome.duplicate, "relayed": outcome.relayed,

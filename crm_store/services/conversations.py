@@ -35,6 +35,7 @@ from crm_store.events import (
     TicketResolved,
     TicketUpdated,
 )
+from crm_store.observability import HANDOFFS
 from crm_store.services import sla
 from crm_store.services.base import Service
 from crm_store.services.customers import identify_in
@@ -264,6 +265,7 @@ class ConversationService(Service):
                 reason=str(HandoffReason(reason)),
             ))
             await uow.commit()
+            HANDOFFS.labels(str(HandoffReason(reason))).inc()
             return TicketView.of(ticket)
 
     async def assign(self, *, ticket_id: int, agent_id: int | None, by_agent_id: int | None = None) -> TicketView:

@@ -121,3 +121,12 @@ async def test_the_context_of_a_first_message_handoff(crm) -> None:
     again = await crm.conversations.hand_off(conversation_id=chat.conversation.id, reason="complaint",
                                              priority="urgent")
     assert (again.id, again.priority, again.context) == (ticket.id, "normal", ticket.context)
+
+
+async def test_a_handoff_is_counted_for_the_metrics_by_reason(crm) -> None:  # type: ignore[no-untyped-def]
+    from crm_store.observability import HANDOFFS
+
+    before = HANDOFFS.labels("customer_asked")._value.get()
+    chat = await make_chat(crm, external_id="metrics-1")
+    await crm.conversations.hand_off(conversation_id=chat.conversation.id, reason="customer_asked")
+    assert HANDOFFS.labels("customer_asked")._value.get() == before + 1
