@@ -19,9 +19,9 @@ sample of the others otherwise; `kefu worker` delivers them, and their latency r
 receiving the text.
 
 The default think times (15-30 s: about 8 questions a second from 200 customers) are a load two bot processes
-sustain on this 2-core machine (measured: CPU bound at about 13 answers a second, ~0.15 CPU-s per answer in the
-bot processes); shorter ones (--think-min 6 --think-max 14, ~18 a second offered) saturate it and latency grows
-for as long as the run lasts. The bot stays under the 30 messages a second per bot that Kefu enforces
+sustain on this 2-core machine (measured: answers saturate at about 8-9 a second, CPU bound in the bot
+processes); shorter ones (--think-min 6 --think-max 14, ~9 a second started and more wanted) saturate it and
+latency grows for as long as the run lasts. The bot stays under the 30 messages a second per bot that Kefu enforces
 (bot.ratelimit, shared by all processes through Redis; one message a second per chat): the JSON's
 `offered_load` says what was offered and sent. Prints one JSON object on stdout (and writes it to --out);
 progress on stderr. Everything made (processes, the database, the Redis stream and keys) is removed at the end.
