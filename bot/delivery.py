@@ -51,6 +51,9 @@ GROUP = "delivery"
 # A later message waits for an earlier unsent one of the same chat if that one is younger than this.
 HOLD_BACK_LIMIT = timedelta(minutes=5)
 MARK_TTL_S = 7 * 24 * 3600
+# A "sending" mark outlives any takeover (seconds) and then goes, so a message whose every copy was lost can be
+# announced again and sent.
+SENDING_TTL_S = 600
 # Refusals that will not change by trying again: the message is recorded as failed and the entry acknowledged.
 FINAL_REFUSALS = (TelegramForbiddenError, TelegramNotFound, TelegramBadRequest)
 
@@ -58,7 +61,13 @@ FINAL_REFUSALS = (TelegramForbiddenError, TelegramNotFound, TelegramBadRequest)
 class Marks(Protocol):
     async def get(self, message_id: int) -> str | None: ...
 
-    async def sending(self, message_id: int, worker: str) -> None: ...
+    async def claim(self, message_id: int, worker: str) -> str | None:
+        """Mark the message "sending:<worker>" unless it has a mark; None when claimed, else the mark found."""
+        ...
+
+    async def sending(self, message_id: int, worker: str) -> None:
+        """Take the message over whatever its mark (an in-doubt send, taken from a dead worker)."""
+        ...
 
     async def sent(self, message_id: int, channel_message_id: str) -> None: ...
 
@@ -69,6 +78,12 @@ class MemoryMarks:
 
     async def get(self, message_id: int) -> str | None:
         return self._marks.get(message_id)
+
+    async def claim(self, message_id: int, worker: str) -> str | None:
+        found = self._marks.get(message_id)
+        if found is None:
+            self._marks[message_id] = f"sending:{worker}"
+        return found
 
     async def sending(self, message_id: int, worker: str) -> None:
         self._marks[message_id] = f"sending:{worker}"
@@ -83,14 +98,23 @@ class RedisMarks:
         self.prefix = prefix
 
     async def get(self, message_id: int) -> str | None:
-        value = await self.redis.get(f"{self.prefix}:{message_id}")
-        return value.decode() if isinstance(value, bytes) else value
+        return _text(await self.redis.get(f"{self.prefix}:{message_id}"))
+
+    async def claim(self, message_id: int, worker: str) -> str | None:
+        key = f"{self.prefix}:{message_id}"
+        if await self.redis.set(key, f"sending:{worker}", ex=SENDING_TTL_S, nx=True):
+            return None
+        return _text(await self.redis.get(key)) or ""
 
     async def sending(self, message_id: int, worker: str) -> None:
-        await self.redis.set(f"{self.prefix}:{message_id}", f"sending:{worker}", ex=MARK_TTL_S)
+        await self.redis.set(f"{self.prefix}:{message_id}", f"sending:{worker}", ex=SENDING_TTL_S)
 
     async def sent(self, message_id: int, channel_message_id: str) -> None:
         await self.redis.set(f"{self.prefix}:{message_id}", f"sent:{channel_message_id}", ex=MARK_TTL_S)
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def outbound(event: DomainEvent) -> tuple[int, Reply, str] | None:
@@ -110,27 +134,31 @@ class Deliverer:
         self.marks = marks
         self.worker = worker
 
-    async def deliver(self, event: DomainEvent) -> bool:
-        """True when the entry may be acknowledged (sent now, sent before, or refused for good); raises on a
-        passing failure (the network, Telegram's servers, the database), leaving the entry for a retry."""
+    async def deliver(self, event: DomainEvent, *, redelivered: bool = True) -> bool:
+        """True when the entry may be acknowledged (sent now, sent before, being sent by another worker, or refused
+        for good); raises on a passing failure (the network, Telegram's servers, the database), leaving the entry
+        for a retry. `redelivered`: this copy was taken over from another worker (or retried here), so a "sending"
+        mark means a send in doubt; a fresh copy (an announcement repeated) leaves such a message to its holder."""
         found = outbound(event)
         if found is None:
             return True
         chat_id, reply, sender = found
         assert reply.message_id is not None
         with log_context(conversation_id=getattr(event, "conversation_id", None)):
-            mark = await self.marks.get(reply.message_id)
+            mark = await self.marks.claim(reply.message_id, self.worker)
             if mark is not None and mark.startswith("sent:"):
                 MESSAGES_OUT.labels("telegram", sender, "duplicate_skipped").inc()
                 # The status may not have been recorded (the database was away): record it now.
                 await self.sender.crm.conversations.mark_delivery(
                     message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=mark[5:])
                 return True
-            if mark is not None and mark.startswith("sending:"):
+            if mark is not None and mark != f"sending:{self.worker}":
+                if not redelivered:
+                    return True  # another worker holds it: it sends it, or its copy is taken over
                 DELIVERY_IN_DOUBT.inc()
                 log.warning("delivery: message %s was in flight when %s stopped; sending it again",
                             reply.message_id, mark[8:], extra={"in_doubt_message_id": reply.message_id})
-            await self.marks.sending(reply.message_id, self.worker)
+                await self.marks.sending(reply.message_id, self.worker)
             message_id = reply.message_id
 
             async def accepted(sent: Any) -> None:
@@ -249,7 +277,8 @@ class DeliveryWorker:
                     continue
                 async with self._slots:
                     try:
-                        done = await self.deliverer.deliver(delivery.event)
+                        done = await self.deliverer.deliver(delivery.event,
+                                                            redelivered=(delivery.delivery_count or 1) > 1)
                     except Exception:
                         log.warning("delivery: %s to chat %s failed; left for a retry", delivery.id, chat_id,
                                     exc_info=True)

@@ -35,5 +35,8 @@ class BotSettings(BaseSettings):
     delivery_concurrency: int = Field(default=32, ge=1)
     # The worker's timers (survey expiry, SLA due): how often they run.
     timers_interval_s: float = Field(default=30.0, gt=0)
+    # An agent's reply still unsent this long after it was written is announced to the workers again (its first
+    # announcement was lost with Redis); a reply that was only slow is not sent twice.
+    announce_again_after_s: float = Field(default=120.0, gt=0)
     # Stored Telegram updates not handled after this long (a process died mid-way) are handled again.
     redrive_after_s: float = Field(default=30.0, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_store.bus import EventBus
 from crm_store.db import Database
 from crm_store.events import DomainEvent
+from crm_store.observability import STORE_UNAVAILABLE
+
+logger = logging.getLogger(__name__)
 
 
 class UnitOfWork:
@@ -39,4 +43,11 @@ async def unit_of_work(db: Database, events: EventBus) -> AsyncIterator[UnitOfWo
             await session.rollback()
             raise
     for event in uow.events:
-        await events.publish(event)
+        try:
+            await events.publish(event)
+        except Exception:
+            # The use case is done (committed): failing it now would tell the caller a lie. What the event carried
+            # is in the database; agents' replies are announced again by the worker's timer (announce_stranded).
+            STORE_UNAVAILABLE.labels("event-publish").inc()
+            logger.warning("event %s %s not published (the bus is unavailable)", event.name, event.event_id,
+                           exc_info=True)

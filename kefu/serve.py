@@ -262,7 +262,7 @@ async def _worker_role(crm: Any, bot: Any, redis: Any, settings: BotSettings, ta
     from crm_store.bus import RedisEventBus
 
     stopping = asyncio.Event()
-    tasks.append(asyncio.create_task(_timers(crm, settings.timers_interval_s, stopping), name="timers"))
+    tasks.append(asyncio.create_task(_timers(crm, settings, stopping), name="timers"))
 
     async def stop_timers() -> None:
         stopping.set()
@@ -285,8 +285,12 @@ async def _worker_role(crm: Any, bot: Any, redis: Any, settings: BotSettings, ta
     return None
 
 
-async def _timers(crm: Any, every_s: float, stopping: asyncio.Event) -> None:
-    """Survey invitations past their expiry are closed (more timers join here)."""
+async def _timers(crm: Any, settings: BotSettings, stopping: asyncio.Event) -> None:
+    """Survey invitations past their expiry are closed; agents' replies whose announcement was lost are announced
+    again (more timers join here)."""
+    from datetime import timedelta
+
+    every_s = settings.timers_interval_s
     while not stopping.is_set():
         try:
             expired = await crm.surveys.expire_due()
@@ -294,6 +298,14 @@ async def _timers(crm: Any, every_s: float, stopping: asyncio.Event) -> None:
                 log.info("timers: %d survey invitations expired", expired)
         except Exception:
             log.warning("timers: survey expiry failed; trying again later", exc_info=True)
+        try:
+            stranded = await crm.conversations.announce_stranded(
+                older_than=timedelta(seconds=settings.announce_again_after_s), within=timedelta(days=1))
+            if stranded:
+                log.warning("timers: %d agents' replies announced again (not sent after %.0fs)", stranded,
+                            settings.announce_again_after_s)
+        except Exception:
+            log.warning("timers: the stranded replies' check failed; trying again later", exc_info=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=every_s)
 

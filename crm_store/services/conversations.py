@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -175,6 +175,28 @@ class ConversationService(Service):
                 message.channel_message_id = channel_message_id
             await uow.commit()
             return MessageView.of(message)
+
+    async def announce_stranded(self, *, older_than: timedelta, within: timedelta, limit: int = 200) -> int:
+        """Announce again the agents' replies still waiting to be sent `older_than` after they were written (their
+        announcement may have been lost: Redis was away just after the commit, or lost its stream); the delivery
+        worker's marks keep one that was only slow from going out twice. How many were announced."""
+        now = utcnow()
+        async with self.uow() as uow:
+            rows = (await uow.session.execute(
+                select(m.Message, m.Conversation.customer_id, m.ChannelIdentity.channel, m.ChannelIdentity.external_id)
+                .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
+                .join(m.ChannelIdentity, m.ChannelIdentity.id == m.Conversation.identity_id)
+                .where(m.Message.sender == SenderType.AGENT, m.Message.is_private.is_(False),
+                       m.Message.delivery_status == DeliveryStatus.QUEUED,
+                       m.Message.created_at < now - older_than, m.Message.created_at >= now - within)
+                .order_by(m.Message.id).limit(limit)
+            )).all()
+            for message, customer_id, channel, external_id in rows:
+                uow.emit(AgentReplied(
+                    conversation_id=message.conversation_id, message_id=message.id, customer_id=customer_id,
+                    agent_id=message.agent_id, channel=str(channel), external_id=external_id, text=message.text,
+                ))
+        return len(rows)
 
     async def waiting_before(self, *, conversation_id: int, message_id: int, since: datetime) -> bool:
         """Is an earlier agent's reply in this conversation (stored after `since`) still waiting to be sent? The

@@ -135,6 +135,32 @@ async def test_events_not_for_a_telegram_chat_are_acknowledged_without_sending(
     assert (await stored_message(crm, web)).delivery_status == DeliveryStatus.QUEUED
 
 
+async def test_a_fresh_announcement_of_a_message_another_worker_is_sending_sends_nothing(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender
+) -> None:
+    """The timer announced a slow reply again: the copy that is not a takeover leaves it to its holder."""
+    event = await agent_reply(crm, bus, chat=310, text="Checking with the warehouse.")
+    marks = MemoryMarks()
+    await marks.sending(event.message_id, "holder")
+    before = in_doubt_count()
+    assert await Deliverer(sender, marks, worker="me").deliver(event, redelivered=False) is True
+    assert tg.calls("sendMessage") == [] and in_doubt_count() == before
+    assert await marks.get(event.message_id) == "sending:holder"
+
+
+async def test_two_workers_with_copies_of_one_message_send_it_once(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender, redis_client: aioredis.Redis, stream: str
+) -> None:
+    """The original announcement and a repeated one reach two workers at once: the Redis claim (SET NX) lets one
+    of them send."""
+    event = await agent_reply(crm, bus, chat=311, text="Both of us got this.")
+    marks = RedisMarks(redis_client, f"{stream}:delivered")
+    first, second = Deliverer(sender, marks, worker="w1"), Deliverer(sender, marks, worker="w2")
+    assert await asyncio.gather(first.deliver(event, redelivered=False),
+                                second.deliver(event, redelivered=False)) == [True, True]
+    assert tg.texts_to(311) == ["Both of us got this."]
+
+
 # --- the DeliveryWorker on a Redis stream --------------------------------------------------------------------
 
 

@@ -134,3 +134,46 @@ async def test_unknown_things_are_reported_not_crashed(crm) -> None:
         await crm.conversations.assign(ticket_id=ticket.id, agent_id=12345)
     with pytest.raises(ValueError):
         await crm.conversations.change_priority(ticket_id=ticket.id, priority="whenever")
+
+
+async def test_agents_replies_left_unsent_are_announced_again(crm, bus) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from crm_store.enums import DeliveryStatus
+
+    agent = await make_agent(crm)
+    chat = await make_chat(crm, external_id="555")
+    conversation_id = chat.conversation.id
+
+    async def reply(text: str, **kwargs) -> int:  # type: ignore[no-untyped-def]
+        recorded = await crm.conversations.record_outgoing(conversation_id=conversation_id, sender="agent",
+                                                           agent_id=agent.id, text=text, **kwargs)
+        return recorded.message.id
+
+    stranded, sent, fresh, ancient = (await reply("stranded"), await reply("sent"), await reply("fresh"),
+                                      await reply("ancient"))
+    await crm.conversations.mark_delivery(message_id=sent, status=DeliveryStatus.SENT)
+    async with crm.db.sessionmaker() as session:
+        for message_id, age in ((stranded, timedelta(minutes=5)), (sent, timedelta(minutes=5)),
+                                (ancient, timedelta(days=3))):
+            await session.execute(update(m.Message).where(m.Message.id == message_id)
+                                  .values(created_at=m.utcnow() - age))
+        await session.commit()
+    bus.published.clear()
+    announced = await crm.conversations.announce_stranded(older_than=timedelta(minutes=2), within=timedelta(days=1))
+    assert announced == 1
+    (event,) = bus.of(AgentReplied)
+    assert (event.message_id, event.text, event.channel, event.external_id) == (stranded, "stranded", "telegram",
+                                                                                 "555")
+    assert fresh not in {e.message_id for e in bus.of(AgentReplied)}
+
+
+async def test_a_bus_that_fails_after_the_commit_does_not_fail_the_use_case(crm, bus, caplog) -> None:  # type: ignore[no-untyped-def]
+    async def broken(event) -> None:  # type: ignore[no-untyped-def]
+        raise ConnectionError("Redis is down")
+
+    bus.publish = broken
+    recorded = await make_chat(crm, external_id="556", text="still stored")
+    assert [x.text for x in await crm.conversations.transcript(conversation_id=recorded.conversation.id)] == [
+        "still stored"]
+    assert "not published" in caplog.text

@@ -229,7 +229,7 @@ async def test_redis_restarted_during_traffic_processes_recover_and_no_customer_
     stream = "kefu:events"
     env = kefu_env(database_url=production_db, redis_url=redis.url, stream=stream, telegram_api_base=tg.base_url,
                    token=DEFAULT_TOKEN, nlu_model_dir=nlu_model_dir, bot_redrive_after_s="3",
-                   bot_delivery_reclaim_after_s="3")
+                   bot_delivery_reclaim_after_s="3", bot_announce_again_after_s="3", bot_timers_interval_s="1")
     crm = await open_crm(StoreSettings(database_url=production_db, redis_url=redis.url, event_stream=stream))
     customers = Customers(tg, 10)
     try:
@@ -244,6 +244,10 @@ async def test_redis_restarted_during_traffic_processes_recover_and_no_customer_
             async with httpx.AsyncClient() as client:
                 assert (await client.get(f"{bot.base}/readyz")).status_code == 503
                 assert (await client.get(f"{bot.base}/healthz")).status_code == 200
+            # An agent replies meanwhile: stored (no error for the agent), its announcement lost with Redis.
+            during = await _conversation_of(crm, customers.chats[2])
+            await crm.conversations.record_outgoing(conversation_id=during, sender=SenderType.AGENT,
+                                                    agent_id=agent.id, text="written while Redis was down")
             await asyncio.sleep(3)
             await redis.start()  # same port, same data directory
             await traffic
@@ -267,6 +271,11 @@ async def test_redis_restarted_during_traffic_processes_recover_and_no_customer_
                                                     agent_id=agent.id, text="an agent after the restart")
             await tg.wait_until(lambda: "an agent after the restart" in tg.texts_to(customers.chats[1]),
                                 timeout=30, what="the agent's reply after the restart")
+            # The reply written during the outage is announced again by the worker's timer, and sent once.
+            await tg.wait_until(lambda: "written while Redis was down" in tg.texts_to(customers.chats[2]),
+                                timeout=30, what="the reply written during the outage")
+            await asyncio.sleep(2)
+            assert tg.texts_to(customers.chats[2]).count("written while Redis was down") == 1
             _assert_json_logs(bot.log())
     finally:
         await crm.close()
