@@ -289,7 +289,8 @@ class TelegramChannel:
                 log.warning("telegram: cannot look for unhandled updates", exc_info=True)
                 due = []
             for stored in due:
-                log.info("telegram: handling update %s again (attempt %s)", stored.update_id, stored.payload)
+                # The id only: the payload is the customer's message, which stays out of the log.
+                log.info("telegram: handling update %s again", stored.update_id)
                 await self._handle_stored(stored)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=every_s)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_store import models as m
@@ -104,8 +104,6 @@ class InboundUpdateService(Service):
 
     async def counts(self, *, channel: str | None = None) -> dict[str, int]:
         """How many updates are stored, and how many of them are not handled yet."""
-        from sqlalchemy import func
-
         async with self.uow() as uow:
             query = select(func.count(), func.count().filter(m.InboundUpdate.handled_at.is_(None)))
             if channel is not None:
