@@ -8,8 +8,10 @@ once thanks to its idempotency mark on Redis, `<stream>:delivered:<message id>`:
     absent → "sending:<worker>" (just before the request) → "sent:<Telegram message id>" (just after)
 
 A redelivered entry whose mark says "sent" is acknowledged without sending. One that says "sending" was in flight
-when its worker died: Telegram may or may not have it, and the Bot API has no way to ask, so it is sent again
-(counted as in doubt: `kefu_delivery_in_doubt_total`). That window is one HTTP round trip per worker crash.
+when its worker died (counted as in doubt: `kefu_delivery_in_doubt_total`): Telegram may or may not have it, and
+the Bot API cannot list a chat's messages, so the chat is probed with edits to the very same text
+(TelegramSender.find_sent: Telegram answers "not modified" for the message that already reads so); it is sent
+again only when the chat does not have it.
 
 One chat's messages go out in order (a lane per chat); different chats at once, `concurrency` at most. The
 sending limits (one message a second per chat, thirty per bot, 429 `retry_after`) are the request middleware's
@@ -156,9 +158,9 @@ class Deliverer:
                 if not redelivered:
                     return True  # another worker holds it: it sends it, or its copy is taken over
                 DELIVERY_IN_DOUBT.inc()
-                log.warning("delivery: message %s was in flight when %s stopped; sending it again",
-                            reply.message_id, mark[8:], extra={"in_doubt_message_id": reply.message_id})
                 await self.marks.sending(reply.message_id, self.worker)
+                if await self._arrived(chat_id, reply, sender, holder=mark[8:]):
+                    return True
             message_id = reply.message_id
 
             async def accepted(sent: Any) -> None:
@@ -170,6 +172,26 @@ class Deliverer:
                 return True  # recorded as failed by the sender; trying again would not help
             DELIVERY_SECONDS.labels("telegram").observe(max(0.0, (utcnow() - event.occurred_at).total_seconds()))
             return True
+
+
+    async def _arrived(self, chat_id: int, reply: Reply, sender: str, *, holder: str) -> bool:
+        """Did the chat get this in-doubt message before its sender stopped? Looked for in the chat (see
+        TelegramSender.find_sent) and, when found, marked and recorded as sent."""
+        assert reply.message_id is not None
+        after, skip = await self.sender.crm.conversations.channel_ids_around(message_id=reply.message_id)
+        found = await self.sender.find_sent(chat_id, reply, after=after, skip=skip)
+        extra = {"in_doubt_message_id": reply.message_id, "found": found is not None}
+        if found is None:
+            log.warning("delivery: message %s was in flight when %s stopped and the chat does not have it; sending "
+                        "it again", reply.message_id, holder, extra=extra)
+            return False
+        log.info("delivery: message %s was in flight when %s stopped; the chat has it (Telegram message %s)",
+                 reply.message_id, holder, found, extra=extra)
+        await self.marks.sent(reply.message_id, str(found))
+        MESSAGES_OUT.labels("telegram", sender, "found_sent").inc()
+        await self.sender.crm.conversations.mark_delivery(
+            message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=str(found))
+        return True
 
 
 def _message_order(delivery: Delivery) -> int:

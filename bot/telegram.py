@@ -190,6 +190,34 @@ class TelegramSender:
                 message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=str(sent.message_id))
         return sent
 
+    async def find_sent(self, chat_id: int, reply: Reply, *, after: int, skip: set[int], tries: int = 8) -> int | None:
+        """The Telegram id of this reply if the chat already has it, else None: a send in doubt (its sender died
+        with the request on the wire), looked for without sending anything. The Bot API cannot list a chat's
+        messages, but a private chat numbers them in order (both ways) and an edit to the very same text and
+        buttons is refused as "not modified": each id above `after` not in `skip` (the chat's messages on record)
+        is edited to this reply until one says so. Other answers mean another message (the customer's: "can't be
+        edited"), none ("not found"), or a picture ("no text"). An edit that goes through was a message of the
+        bot's that nothing has on record; that is logged."""
+        markup = keyboard(reply)
+        inline = markup if isinstance(markup, InlineKeyboardMarkup) else None
+        forms = [(to_telegram_html(reply.text), "HTML"), (reply.text, None)] if reply.markdown else [(reply.text, None)]
+        candidates = [n for n in range(after + 1, after + 1 + tries + len(skip)) if n not in skip][:tries]
+        for candidate in candidates:
+            for body, parse_mode in forms:
+                try:
+                    await self.bot.edit_message_text(text=body, chat_id=chat_id, message_id=candidate,
+                                                     parse_mode=parse_mode, reply_markup=inline)
+                except TelegramBadRequest as exc:
+                    if "not modified" in str(exc):
+                        return candidate
+                    if "entities" in str(exc):
+                        continue  # the reply went out plain (bot.telegram._send_formatted)
+                    break  # another message, none, or a picture
+                log.warning("telegram: looking for an unconfirmed send in chat %s, message %s turned out to be one "
+                            "of the bot's with no record; it now reads as the one looked for", chat_id, candidate)
+                return candidate
+        return None
+
     async def _send_formatted(self, chat_id: int, reply: Reply) -> Message:
         """A Markdown reply as Telegram HTML; should Telegram refuse the markup, the plain text still goes."""
         if reply.markdown:

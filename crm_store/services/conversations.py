@@ -211,6 +211,25 @@ class ConversationService(Service):
             )
             return found.first() is not None
 
+    async def channel_ids_around(self, *, message_id: int) -> tuple[int, set[int]]:
+        """Where a message of this conversation may sit in its chat's numbering (Telegram numbers a private chat's
+        messages, both ways, 1, 2, 3, ...): (the highest channel id among the conversation's earlier messages, the
+        channel ids recorded for its later ones). The delivery worker looks for a send in doubt just above the first
+        and skips the second."""
+        async with self.uow() as uow:
+            conversation_id = (await uow.session.execute(
+                select(m.Message.conversation_id).where(m.Message.id == message_id))).scalar_one_or_none()
+            if conversation_id is None:
+                raise NotFound(f"No message {message_id}.")
+            in_conversation = (m.Message.conversation_id == conversation_id, m.Message.channel_message_id.is_not(None))
+            earlier = (await uow.session.execute(
+                select(m.Message.channel_message_id).where(*in_conversation, m.Message.id < message_id)
+                .order_by(m.Message.id.desc()).limit(50))).scalars()
+            later = (await uow.session.execute(
+                select(m.Message.channel_message_id).where(*in_conversation, m.Message.id > message_id)
+                .order_by(m.Message.id).limit(500))).scalars()
+            return max(_numbers(earlier), default=0), set(_numbers(later))
+
     async def transcript(self, *, conversation_id: int, include_private: bool = True) -> list[MessageView]:
         async with self.uow() as uow:
             query = select(m.Message).where(m.Message.conversation_id == conversation_id)
@@ -549,3 +568,8 @@ async def _handoff_context(
         "tier": tier.name if tier else None,
         "last_customer_message": last,
     }
+
+
+def _numbers(channel_ids: Any) -> list[int]:
+    """The numeric ones of a list of channel message ids (Telegram's; the web chat's are the client's own)."""
+    return [int(x) for x in channel_ids if x and x.isdigit()]

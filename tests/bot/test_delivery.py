@@ -11,11 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from bot.delivery import GROUP, Deliverer, DeliveryWorker, MemoryMarks, RedisMarks
+from bot.delivery import GROUP, Deliverer, DeliveryWorker, MemoryMarks, RedisMarks, outbound
+from bot.messages import Button, Reply
 from bot.telegram import TelegramSender
 from crm_store.bus import RedisEventBus
 from crm_store.enums import DeliveryStatus, SenderType
-from crm_store.events import AgentReplied, CustomerCreated
+from crm_store.events import AgentReplied, BotPushed, CustomerCreated
 from tests.fake_telegram import FakeTelegram
 from tests.support import RecordingBus
 
@@ -96,6 +97,72 @@ async def test_a_message_in_flight_when_its_worker_died_is_sent_again_and_counte
     (sent,) = tg.messages_to(302)
     assert await marks.get(event.message_id) == f"sent:{sent['message_id']}"
     assert (await stored_message(crm, event)).delivery_status == DeliveryStatus.SENT
+
+
+async def customer_writes(crm: Any, tg: FakeTelegram, chat: int, text: str) -> int:
+    """The customer writes in the fake chat (Telegram numbers it) and the bot records it: its conversation's id."""
+    update = tg.user_message(chat, text)["message"]
+    recorded = await crm.conversations.record_incoming(channel="telegram", external_id=str(chat), text=text,
+                                                       channel_message_id=str(update["message_id"]))
+    return recorded.conversation.id
+
+
+async def bot_says(crm: Any, sender: TelegramSender, conversation_id: int, chat: int, text: str) -> None:
+    """The bot answers in the chat, on record with its Telegram id."""
+    recorded = await crm.conversations.record_outgoing(conversation_id=conversation_id, sender=SenderType.BOT,
+                                                       text=text)
+    await sender.deliver(chat, Reply(text, message_id=recorded.message.id))
+
+
+@pytest.mark.parametrize("kind", ["agent reply", "markdown with buttons"])
+async def test_a_send_in_doubt_that_reached_the_chat_is_found_there_and_not_sent_again(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender, kind: str
+) -> None:
+    """The dead worker's request reached Telegram: the chat is probed (edits to the same text, refused as "not
+    modified" only by that message) and the message recorded as sent with its Telegram id, nothing sent twice.
+    The probe skips the messages on record and gets past the customer's one not on record yet."""
+    chat = 310 if kind == "agent reply" else 311
+    conversation_id = await customer_writes(crm, tg, chat, "where is my order?")
+    await bot_says(crm, sender, conversation_id, chat, "Checking.")
+    if kind == "agent reply":
+        await crm.conversations.record_outgoing(conversation_id=conversation_id, sender=SenderType.AGENT,
+                                                text="Your order ships today.")
+        event: Any = bus.of(AgentReplied)[-1]
+    else:
+        pushed = Reply("How did **we** do?", (Button("Good", "csat:5"), Button("Bad", "csat:1")), markdown=True)
+        await crm.conversations.record_outgoing(conversation_id=conversation_id, sender=SenderType.BOT,
+                                                text=pushed.text, payload=pushed.payload(), push=True)
+        event = bus.of(BotPushed)[-1]
+    await customer_writes(crm, tg, chat, "thanks")  # on record: skipped
+    tg.user_message(chat, "and the invoice?")  # not on record yet: "can't be edited"
+    found = outbound(event)
+    assert found is not None
+    delivered = await TelegramSender(tg.bot(), crm)._send_formatted(chat, found[1])  # the dead worker's send
+    tg.user_message(chat, "hello?")
+    marks = MemoryMarks()
+    await marks.sending(event.message_id, "dead")
+    before, sends = in_doubt_count(), len(tg.calls("sendMessage"))
+    assert await Deliverer(sender, marks, worker="me").deliver(event) is True
+    assert len(tg.calls("sendMessage")) == sends and in_doubt_count() == before + 1
+    row = await stored_message(crm, event)
+    assert row.delivery_status == DeliveryStatus.SENT and row.channel_message_id == str(delivered.message_id)
+    assert await marks.get(event.message_id) == f"sent:{delivered.message_id}"
+    assert not [c for c in tg.calls("editMessageText") if c.ok]  # probes only: nothing was edited
+
+
+async def test_a_send_in_doubt_that_never_reached_the_chat_is_sent_and_nothing_else_is_touched(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender
+) -> None:
+    chat = 312
+    conversation_id = await customer_writes(crm, tg, chat, "hi")
+    await bot_says(crm, sender, conversation_id, chat, "Hello! How can I help?")
+    await crm.conversations.record_outgoing(conversation_id=conversation_id, sender=SenderType.AGENT, text="Done.")
+    event = bus.of(AgentReplied)[-1]
+    marks = MemoryMarks()
+    await marks.sending(event.message_id, "dead")
+    assert await Deliverer(sender, marks, worker="me").deliver(event) is True
+    assert tg.texts_to(chat) == ["Hello! How can I help?", "Done."]
+    assert tg.calls("editMessageText") and not [c for c in tg.calls("editMessageText") if c.ok]
 
 
 async def test_a_blocked_chat_is_acknowledged_recorded_failed_and_not_retried(
