@@ -16,6 +16,7 @@ from crm_store.services.knowledge import KnowledgeService
 from crm_store.services.loyalty import LoyaltyService
 from crm_store.services.orders import OrderService
 from crm_store.services.reports import ReportService
+from crm_store.services.segments import SegmentService
 from crm_store.services.sla import SlaService
 from crm_store.services.surveys import SurveyService
 from crm_store.services.timeline import TimelineService
@@ -46,6 +47,7 @@ class CRM:
         self.canned = CannedResponseService(**deps)
         self.reports = ReportService(**deps)  # the dashboard's KPIs (read-only, aggregate SQL)
         self.updates = InboundUpdateService(**deps)  # channels' raw updates, stored before they are acknowledged
+        self.segments = SegmentService(**deps)  # saved customer segments: rules, live count, member ids
 
     async def close(self) -> None:
         await self.events.close()

@@ -1020,3 +1020,37 @@ class DashboardReport:
 
 
 # --- end of reports -----------------------------------------------------------------------------------------------
+
+
+# --- segments ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    id: int
+    name: str
+    description: str
+    rules: dict[str, Any]  # the rule tree as stored (crm_store/segments.py)
+    created_by_agent_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, s: m.Segment) -> SegmentView:
+        return cls(s.id, s.name, s.description, s.rules, s.created_by_agent_id, s.created_at, s.updated_at)
+
+
+@dataclass(frozen=True)
+class SegmentPreview:
+    """How many customers the rules select now, and a few of them (the newest first)."""
+
+    count: int
+    sample: tuple[CustomerView, ...]
+
+
+@dataclass(frozen=True)
+class SegmentMembers:
+    """One page of member ids, ascending; `next_after_id` is the cursor of the next page (None: the last page)."""
+
+    ids: tuple[int, ...]
+    next_after_id: int | None

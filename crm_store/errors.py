@@ -47,3 +47,9 @@ class LinkTokenUsed(LinkTokenError):
 
 class LinkTokenExpired(LinkTokenError):
     code = "link_token_expired"
+
+
+class InvalidSegment(DomainError):
+    """A segment's rules (or name) that cannot be evaluated; the message names the field and what is allowed."""
+
+    code = "invalid_segment"

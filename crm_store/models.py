@@ -650,3 +650,18 @@ class InboundUpdate(Base):
     handled_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# --- segments ------------------------------------------------------------------------------------------------
+
+
+class Segment(TimestampMixin, Base):
+    """A saved group of customers: a rule tree (crm_store/segments.py) evaluated whenever it is used."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
