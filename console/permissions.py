@@ -1,8 +1,9 @@
 """Who may do what in the console: one explicit matrix, enforced on the server by every route's `require(...)`.
 
 Agents work their own and their team's tickets, see customers and make link codes for them, and read the KB;
-supervisors see everything, reassign, adjust loyalty points, author surveys, courses and KB articles, and see
-analytics; admins can do all of that and manage agents, teams, API tokens and settings."""
+supervisors see everything, reassign, adjust loyalty points, author surveys, courses, KB articles and customer
+segments, merge duplicate customers, and see analytics; admins can do all of that and manage agents, teams, API
+tokens and settings."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ class Permission(StrEnum):
     TICKETS_REASSIGN = "tickets.reassign"
     CUSTOMERS_VIEW = "customers.view"
     CUSTOMERS_LINK = "customers.link"  # make a one-time code that links a customer's chat to their record
+    CUSTOMERS_MERGE = "customers.merge"  # find duplicate customers and merge them into the record that stays
     LOYALTY_ADJUST = "loyalty.adjust"  # add or take points by hand, with a reason (it goes to the ledger)
     KB_READ = "kb.read"
     KB_EDIT = "kb.edit"
     SURVEYS_MANAGE = "surveys.manage"
     COURSES_MANAGE = "courses.manage"
+    SEGMENTS_MANAGE = "segments.manage"  # saved groups of customers by rule (who a campaign reaches)
     ANALYTICS_VIEW = "analytics.view"
     AGENTS_MANAGE = "agents.manage"
     TEAMS_MANAGE = "teams.manage"
@@ -42,6 +45,7 @@ _AGENT = frozenset({
 _SUPERVISOR = _AGENT | {
     Permission.TICKETS_VIEW_ALL, Permission.TICKETS_REASSIGN, Permission.KB_EDIT, Permission.SURVEYS_MANAGE,
     Permission.COURSES_MANAGE, Permission.ANALYTICS_VIEW, Permission.LOYALTY_ADJUST,
+    Permission.SEGMENTS_MANAGE, Permission.CUSTOMERS_MERGE,
 }
 _ADMIN = _SUPERVISOR | {
     Permission.AGENTS_MANAGE, Permission.TEAMS_MANAGE, Permission.API_TOKENS_MANAGE, Permission.SETTINGS_MANAGE,

@@ -38,6 +38,7 @@ class NavItem:
 NAV = (
     NavItem("Inbox", "/inbox", Permission.TICKETS_WORK, "inbox"),
     NavItem("Customers", "/customers", Permission.CUSTOMERS_VIEW, "customers"),
+    NavItem("Segments", "/segments", Permission.SEGMENTS_MANAGE, "segments"),
     NavItem("Knowledge base", "/kb", Permission.KB_READ, "kb"),
     NavItem("Surveys & courses", "/surveys", Permission.SURVEYS_MANAGE, "surveys courses"),
     NavItem("Dashboard", "/dashboard", Permission.ANALYTICS_VIEW, "dashboard"),

@@ -7,6 +7,7 @@ from crm_store.db import Database
 from crm_store.services.agents import AgentService
 from crm_store.services.app_settings import AppSettingsService
 from crm_store.services.assignment import AssignmentService
+from crm_store.services.campaigns import CampaignService
 from crm_store.services.canned import CannedResponseService
 from crm_store.services.conversations import ConversationService
 from crm_store.services.courses import CourseService
@@ -46,6 +47,7 @@ class CRM:
         self.assignment = AssignmentService(**deps)
         self.canned = CannedResponseService(**deps)
         self.reports = ReportService(**deps)  # the dashboard's KPIs (read-only, aggregate SQL)
+        self.campaigns = CampaignService(**deps)  # surveys, course invitations and messages sent to a segment
         self.updates = InboundUpdateService(**deps)  # channels' raw updates, stored before they are acknowledged
         self.segments = SegmentService(**deps)  # saved customer segments: rules, live count, member ids
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from crm_store import models as m
+from crm_store.enums import DuplicateReason, MatchStrength
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,61 @@ class CustomerPage:
 
     customers: tuple[CustomerView, ...]
     next_before: int | None
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    """A customer with what a merge would move, counted: for comparing records side by side."""
+
+    customer: CustomerView
+    channels: tuple[str, ...]  # one per chat identity, e.g. ("telegram", "webchat")
+    conversations: int
+    tickets: int
+    orders: int
+    points: int  # loyalty balance
+    tier: str | None
+    surveys: int  # survey invitations
+    courses: int  # enrollments
+    last_contact_at: datetime | None  # the latest message in any of the customer's conversations
+
+
+@dataclass(frozen=True)
+class DuplicateMatch:
+    """One reason customers were put together: the value they share (normalized) and who shares it."""
+
+    reason: DuplicateReason
+    value: str  # the E.164 phone, the lower-cased e-mail, or the name key ("anna muller")
+    customer_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Active customers that look like one person; `customers` in id order."""
+
+    strength: MatchStrength
+    matches: tuple[DuplicateMatch, ...]
+    customers: tuple[CustomerFacts, ...]
+
+    @property
+    def key(self) -> int:
+        """The group's place in the list (its lowest customer id), the cursor of the next page."""
+        return self.customers[0].customer.id
+
+
+@dataclass(frozen=True)
+class DuplicatePage:
+    groups: tuple[DuplicateGroup, ...]
+    next_after: int | None  # pass as `after` for the next page; None: this is the last
+
+
+@dataclass(frozen=True)
+class MergePreview:
+    """What merging `sources` into `target` would do: everything counted in their facts moves to the target,
+    and the target takes the profile fields (name, email, phone) it lacks from the first source that has them."""
+
+    target: CustomerFacts
+    sources: tuple[CustomerFacts, ...]
+    fills: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -981,6 +1037,18 @@ class UnansweredQuestion:
 
 
 @dataclass(frozen=True)
+class AskedQuestion:
+    """One customer question the bot could not answer (the KB gaps page clusters these); its language is not
+    stored: the knowledge base detects it from the text."""
+
+    message_id: int
+    conversation_id: int
+    customer_id: int
+    text: str
+    asked_at: datetime
+
+
+@dataclass(frozen=True)
 class DashboardReport:
     start: date  # first UTC day, inclusive
     end: date  # last UTC day, inclusive
@@ -1054,3 +1122,51 @@ class SegmentMembers:
 
     ids: tuple[int, ...]
     next_after_id: int | None
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    id: int
+    key: str
+    name: str
+    kind: str
+    status: str
+    segment_id: int | None
+    rules: dict[str, Any]
+    survey_id: int | None
+    course_id: int | None
+    message: dict[str, Any]
+    channels: tuple[str, ...]
+    quiet_start: int | None
+    quiet_end: int | None
+    timezone: str
+    per_second: int
+    cursor: int
+    created_by_agent_id: int | None
+    created_at: datetime
+    launched_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, c: m.Campaign) -> CampaignView:
+        return cls(c.id, c.key, c.name, str(c.kind), str(c.status), c.segment_id, c.rules, c.survey_id, c.course_id,
+                   c.message, tuple(c.channels), c.quiet_start, c.quiet_end, c.timezone, c.per_second, c.cursor,
+                   c.created_by_agent_id, c.created_at, c.launched_at, c.finished_at)
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """Where a campaign stands: recipients by outcome, deliveries by status, answers (surveys)."""
+
+    campaign: CampaignView
+    recipients: int  # customers handled so far
+    queued: int  # sent the survey or the message (announced for delivery)
+    no_chat: int
+    opted_out: int
+    sent: int  # accepted by the channel (Telegram; a web chat message once stored)
+    failed: int  # refused by the channel (a blocked bot, a deleted chat)
+    answered: int  # surveys: invitations with an answer
+
+    @property
+    def response_rate(self) -> float:
+        return self.answered / self.queued if self.queued else 0.0

@@ -126,3 +126,37 @@ class InvitationStatus(StrEnum):
 class EnrollmentStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
+
+
+class DuplicateReason(StrEnum):
+    """Why the duplicate finder put customers together."""
+
+    PHONE = "phone"  # the same phone number (E.164)
+    EMAIL = "email"  # the same e-mail address (lower-cased)
+    NAME = "name"  # the same name (case, accents, spacing, word order aside), same language, no contact that differs
+
+
+class MatchStrength(StrEnum):
+    EXACT = "exact"  # the shared e-mails and phones alone tie the whole group together
+    NAME = "name"  # someone in the group is there by name only: look before merging
+
+
+class CampaignKind(StrEnum):
+    NPS = "nps"  # the NPS survey, asked in the chat
+    CSAT = "csat"  # a CSAT survey
+    COURSE = "course"  # an invitation to a course: a message with its start button
+    MESSAGE = "message"  # a message, with variables such as {customer.first_name}
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class RecipientStatus(StrEnum):
+    QUEUED = "queued"  # the survey invitation or message is recorded and announced for delivery
+    NO_CHAT = "no_chat"  # no Telegram or web chat on the campaign's channels
+    OPTED_OUT = "opted_out"  # withdrew consent between the count and the send

@@ -75,6 +75,7 @@ class CustomersMerged(DomainEvent):
     name: ClassVar[str] = "customer.merged"
     source_id: int
     target_id: int
+    agent_id: int | None = None  # None: merged by the system (a linked chat, an import)
 
 
 class MessageReceived(DomainEvent):

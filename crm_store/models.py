@@ -29,6 +29,8 @@ from crm_store.coltypes import UTCDateTime, utcnow
 from crm_store.enums import (
     AgentRole,
     ArticleStatus,
+    CampaignKind,
+    CampaignStatus,
     Channel,
     ConversationStatus,
     DeliveryStatus,
@@ -37,6 +39,7 @@ from crm_store.enums import (
     LoyaltyTransactionKind,
     MessageDirection,
     OrderStatus,
+    RecipientStatus,
     RedemptionStatus,
     SenderType,
     SurveyKind,
@@ -218,6 +221,20 @@ class LinkToken(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     used_identity_id: Mapped[int | None] = mapped_column(ForeignKey("channel_identities.id", ondelete="SET NULL"))
+
+
+class CustomerMerge(Base):
+    """One merge, kept for the record: `source` was merged into `target` by an agent (None: the system, e.g. a
+    chat linked by its customer, or an import), with how many rows of each kind moved."""
+
+    __tablename__ = "customer_merges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    moved: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"orders": 2, "conversations": 1, ...}
+    merged_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ChannelIdentity(Base):
@@ -665,3 +682,48 @@ class Segment(TimestampMixin, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+
+
+class Campaign(TimestampMixin, Base):
+    """A survey, a course invitation or a message sent to a segment's consenting customers, a batch at a time: the
+    cursor is the last customer id handled, moved in the same transaction as that batch's recipients (a crash
+    loses nothing and repeats nothing)."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Tags the campaign's survey invitations (SurveyInvitation.campaign) and messages' idempotency keys.
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[CampaignKind] = mapped_column(enum_column(CampaignKind))
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="SET NULL"))
+    # The segment's rules as they were at launch (a later edit of the segment does not move a running campaign).
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    survey_id: Mapped[int | None] = mapped_column(ForeignKey("surveys.id", ondelete="SET NULL"))
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("courses.id", ondelete="SET NULL"))
+    message: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"en": text, "zh": text}
+    channels: Mapped[list[str]] = mapped_column(default=list)
+    # Quiet hours, in the campaign's time zone: nothing is sent from quiet_start to quiet_end (hours 0-23).
+    quiet_start: Mapped[int | None] = mapped_column(Integer)
+    quiet_end: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    per_second: Mapped[int] = mapped_column(Integer, default=20)
+    status: Mapped[CampaignStatus] = mapped_column(enum_column(CampaignStatus), default=CampaignStatus.DRAFT)
+    cursor: Mapped[int] = mapped_column(Integer, default=0)
+    created_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    launched_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class CampaignRecipient(Base):
+    __tablename__ = "campaign_recipients"
+    __table_args__ = (UniqueConstraint("campaign_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    status: Mapped[RecipientStatus] = mapped_column(enum_column(RecipientStatus))
+    channel: Mapped[Channel | None] = mapped_column(enum_column(Channel))
+    invitation_id: Mapped[int | None] = mapped_column(ForeignKey("survey_invitations.id", ondelete="SET NULL"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

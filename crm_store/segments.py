@@ -28,7 +28,6 @@ customers are never members. What the fields mean:
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ MAX_CONDITIONS = 50
 MAX_GROUPS = 50
 MAX_LIST = 100  # values of an `in` / `has_any` list
 MAX_DAYS = 36500
+MAX_NUMBER = 2**31 - 1  # compared with INTEGER columns (32 bits in PostgreSQL): a larger number cannot be bound
 COUNTED_ORDERS = (OrderStatus.PAID, OrderStatus.SHIPPED, OrderStatus.COMPLETED)
 NPS_GROUPS = {"promoter": (9, 10), "passive": (7, 8), "detractor": (0, 6)}
 
@@ -289,7 +289,9 @@ def _text(where: str, value: Any, spec: _Spec) -> str:
 
 def _number(where: str, value: Any, *, integer: bool, low: int | None, high: int | None, what: str = "") -> Any:
     kind = (int,) if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok and not abs(value) <= MAX_NUMBER:  # NaN and infinities too
+        raise ValueError(f"{where}: a number from -{MAX_NUMBER} to {MAX_NUMBER}; not {value!r}.")
     if not ok or (low is not None and value < low) or (high is not None and value > high):
         what = what or ("a whole number" if integer else "a number")
         span = f" from {low} to {high}" if low is not None and high is not None else (

@@ -263,6 +263,7 @@ async def _worker_role(crm: Any, bot: Any, redis: Any, settings: BotSettings, ta
 
     stopping = asyncio.Event()
     tasks.append(asyncio.create_task(_timers(crm, settings, stopping), name="timers"))
+    tasks.append(asyncio.create_task(_campaigns(crm, stopping), name="campaigns"))
 
     async def stop_timers() -> None:
         stopping.set()
@@ -308,6 +309,21 @@ async def _timers(crm: Any, settings: BotSettings, stopping: asyncio.Event) -> N
             log.warning("timers: the stranded replies' check failed; trying again later", exc_info=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=every_s)
+
+
+async def _campaigns(crm: Any, stopping: asyncio.Event, every_s: float = 1.0) -> None:
+    """A batch of every running campaign each second (crm_store.services.campaigns: a batch is one transaction, so
+    any number of workers may do this, and one killed in the middle repeats and skips nothing)."""
+    loop = asyncio.get_running_loop()
+    while not stopping.is_set():
+        started = loop.time()
+        try:
+            await crm.campaigns.run_due()
+        except Exception:
+            log.warning("campaigns: a batch failed; trying again in %ss", every_s, exc_info=True)
+        # A batch a second from start to start: the campaign's rate is per second, whatever a batch takes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=max(0.0, every_s - (loop.time() - started)))
 
 
 async def _telegram(app: FastAPI, bot: Any, engine: Any, storage: Any, settings: BotSettings,

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from knowledge_base.encoder import E5Encoder, Encoder, SentenceTransformerEncoder
+from knowledge_base.gaps import AskedQuestion, GapCluster, VectorCache, cluster_questions
 from knowledge_base.index import Segment, phrasings
 from knowledge_base.lang import detect_language
 from knowledge_base.records import IndexableArticle, SearchResult
@@ -94,6 +95,7 @@ class KnowledgeBase:
         self.revision: int | None = None
         self._lock = asyncio.Lock()
         self._zh_matcher: Any = None
+        self._question_vectors = VectorCache()
 
     # --- keeping the index fresh ------------------------------------------------------------------------
 
@@ -199,6 +201,11 @@ class KnowledgeBase:
         result.timings_ms["encode"] = (encoded - started) * 1000
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return result
+
+    def cluster_questions(self, questions: Sequence[AskedQuestion]) -> list[GapCluster]:
+        """Unanswered questions grouped into topics (knowledge_base.gaps), embedded by this KB's encoders."""
+        return cluster_questions(questions, encoder_for=self.encoders.for_language, settings=self.settings,
+                                 cache=self._question_vectors)
 
     def _matcher(self, language: str) -> Any:
         return self._zh_matcher if language == "zh" else None

@@ -7,9 +7,24 @@ from fastapi import APIRouter
 
 
 def console_router() -> APIRouter:
-    from console.routes import admin, auth, conversations, courses, customers, dashboard, inbox, kb, sections, surveys
+    from console.routes import (
+        admin,
+        auth,
+        conversations,
+        courses,
+        customers,
+        dashboard,
+        duplicates,
+        inbox,
+        kb,
+        sections,
+        segments,
+        surveys,
+    )
 
     router = APIRouter()
-    for area in (auth, sections, admin, customers, kb, inbox, conversations, dashboard, surveys, courses):
+    # duplicates before customers: `/customers/{customer_id}` would take `/customers/duplicates`
+    for area in (auth, sections, admin, duplicates, customers, kb, inbox, conversations, dashboard, surveys, courses,
+                 segments):
         router.include_router(area.router)
     return router

@@ -31,7 +31,8 @@ TIMELINE_STEP = 50
 MAX_SHOWN = 1000  # the most ledger or timeline rows one page asks for
 MAX_ADJUSTMENT = 1_000_000
 MAX_REASON = 300  # loyalty_transactions.reason is VARCHAR(300)
-NOTICES = {"points-adjusted": "Points adjusted. The change is in the ledger below."}
+NOTICES = {"points-adjusted": "Points adjusted. The change is in the ledger below.",
+           "merged": "Merged: everything of the merged records is on this customer now (see the timeline)."}
 TICKET_OPEN = {"new", "open", "pending"}
 
 

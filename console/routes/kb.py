@@ -13,20 +13,25 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from console.context import Console, ConsoleDep
 from console.markdown import to_safe_html
 from console.permissions import Permission, require
+from console.routes.dashboard import DEFAULT_PERIOD, PERIODS, read_filters
 from console.security import SignedIn
 from console.web import redirect, render
-from crm_store.dto import ArticleInput, ArticleView
+from crm_store.coltypes import utcnow
+from crm_store.dto import ArticleInput, ArticleView, AskedQuestion
 from crm_store.enums import ArticleStatus
 from crm_store.errors import ConflictError, NotFound
 from crm_store.services.knowledge import LANGUAGES, MAX_EXTERNAL_ID, clean_content
+from crm_store.services.reports import MAX_ASKED_QUESTIONS
+from knowledge_base.gaps import GapCluster
 from knowledge_base.ingest import ACCEPTED_FORMATS, IngestFileError, read_articles
 from knowledge_base.records import RowError
 
@@ -42,6 +47,8 @@ MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_UPLOAD_FILES = 200
 MAX_LISTED_ERRORS = 100
 IMPORT_BATCH = 500
+MAX_GAP_TOPICS = 100  # shown on the gaps page, the most asked first
+LINK_TEXT_MAX = 150  # characters of each phrasing carried in a "write an article" link (URLs have limits)
 UPLOAD_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".md")
 NOTICES = {
     "created": "Article saved.",
@@ -122,9 +129,12 @@ def _form_page(request: Request, *, form: ArticleForm, article: ArticleView | No
 
 
 @router.get("/new")
-async def new_article(request: Request, _: Editor, language: str = "en", question: str = "") -> Response:
-    """The empty form; `?question=` pre-fills the question (the dashboard's unanswered questions link here)."""
-    return _form_page(request, form=ArticleForm(question=question.strip()[:1000],
+async def new_article(request: Request, _: Editor, language: str = "en", question: str = "",
+                      alt: Annotated[list[str] | None, Query()] = None) -> Response:
+    """The empty form; `?question=` pre-fills the question and each `?alt=` an alternative phrasing (the
+    dashboard's unanswered questions and the KB gaps link here)."""
+    alternatives = "\n".join(" ".join(a.split())[:1000] for a in (alt or [])[:20] if a.strip())
+    return _form_page(request, form=ArticleForm(question=question.strip()[:1000], alt_questions=alternatives,
                                                 language=_choice(language, LANGUAGES) or "en"))
 
 
@@ -157,6 +167,35 @@ async def try_question(request: Request, console: ConsoleDep, _: Reader, q: str 
     template = "kb/_try_result.html" if request.headers.get("hx-request") == "true" else "kb/try.html"
     return _page(request, template, q=question, result=result, best_html=best_html, decisions=DECISIONS,
                  available=console.kb is not None)
+
+
+# --- gaps: what the bot could not answer, by topic -----------------------------------------------------------------
+
+
+def write_article_href(cluster: GapCluster) -> str:
+    """The new-article form pre-filled from a topic: its central question, the other phrasings, its language."""
+    params = [("language", cluster.language), ("question", cluster.label[:LINK_TEXT_MAX]),
+              *(("alt", text[:LINK_TEXT_MAX]) for text in cluster.examples)]
+    return f"/kb/new?{urlencode(params)}"
+
+
+@router.get("/gaps")
+async def gaps(request: Request, console: ConsoleDep, _: Editor, period: str = DEFAULT_PERIOD, start: str = "",
+               end: str = "") -> Response:
+    """The questions the bot could not answer in a range (the dashboard's rule), clustered into topics."""
+    filters, error = read_filters(period, start[:10], end[:10], "", utcnow().date())
+    questions: tuple[AskedQuestion, ...] = ()
+    clusters: list[GapCluster] = []
+    try:
+        questions = await console.crm.reports.unanswered_questions(start=filters.start, end=filters.end)
+    except ValueError as exc:  # a range that ends before it starts, or is too long
+        error = str(exc)
+    if console.kb is not None and questions:
+        clusters = await asyncio.to_thread(console.kb.cluster_questions, questions)
+    return _page(request, "kb/gaps.html", status_code=400 if error else 200, error=error, filters=filters,
+                 periods=PERIODS, available=console.kb is not None, asked=len(questions),
+                 capped=len(questions) >= MAX_ASKED_QUESTIONS, topics=len(clusters),
+                 rows=[(c, write_article_href(c)) for c in clusters[:MAX_GAP_TOPICS]], languages=LANGUAGE_NAMES)
 
 
 # --- importing --------------------------------------------------------------------------------------------------

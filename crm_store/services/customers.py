@@ -1,14 +1,16 @@
-"""Customers and their channel identities: identify, create, find, link (by one-time code too), merge, consent."""
+"""Customers and their channel identities: identify, create, find, link (by one-time code too), find duplicates,
+merge (recorded), consent."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,10 +20,13 @@ from crm_store.contacts import normalize_email, normalize_phone
 from crm_store.dto import (
     CustomerPage,
     CustomerView,
+    DuplicateGroup,
+    DuplicatePage,
     IdentifiedCustomer,
     IdentityView,
     LinkTokenCreated,
     LinkTokenRedeemed,
+    MergePreview,
 )
 from crm_store.enums import Channel
 from crm_store.errors import ConflictError, LinkTokenExpired, LinkTokenUnknown, LinkTokenUsed, NotFound
@@ -29,6 +34,7 @@ from crm_store.events import CustomerCreated, CustomersMerged, CustomerUpdated, 
 from crm_store.services import ledger
 from crm_store.services.base import Service
 from crm_store.services.courses import merge_enrollments
+from crm_store.services.duplicates import customer_facts, duplicate_groups
 from crm_store.uow import UnitOfWork
 
 # Tables whose rows belong to a customer and move with a merge. Later features (surveys, courses) append
@@ -256,12 +262,57 @@ class CustomerService(Service):
             await uow.commit()
             return LinkTokenRedeemed(CustomerView.of(target), IdentityView.of(identity))
 
-    async def merge(self, *, source_id: int, target_id: int) -> CustomerView:
+    async def merge(self, *, source_id: int, target_id: int, agent_id: int | None = None) -> CustomerView:
         """Merge `source` into `target`: identities, conversations, tickets, ledger and orders all move."""
+        return await self.merge_into(target_id=target_id, source_ids=[source_id], agent_id=agent_id)
+
+    async def merge_into(
+        self, *, target_id: int, source_ids: Sequence[int], agent_id: int | None = None
+    ) -> CustomerView:
+        """Merge every one of `source_ids` into `target_id`, all or nothing, each merge recorded with the agent.
+        ConflictError (nothing changed) when one of them is the target or has been merged already."""
+        sources = list(dict.fromkeys(source_ids))
         async with self.uow() as uow:
-            target = await merge_in(uow, source_id=source_id, target_id=target_id)
+            if agent_id is not None and await uow.session.get(m.Agent, agent_id) is None:
+                raise NotFound(f"No agent {agent_id}.")
+            # Lock every row in id order first, so merges of overlapping groups cannot deadlock.
+            locked = {cid: await _get_customer(uow.session, cid, for_update=True)
+                      for cid in sorted({target_id, *sources})}
+            _check_merge(locked, target_id=target_id, source_ids=sources)
+            for source_id in sources:
+                await merge_in(uow, source_id=source_id, target_id=target_id, agent_id=agent_id)
             await uow.commit()
-            return CustomerView.of(target)
+            return CustomerView.of(locked[target_id])
+
+    async def merge_preview(self, *, target_id: int, source_ids: Sequence[int]) -> MergePreview:
+        """What `merge_into` would move, and the profile fields the target would take; the same refusals."""
+        sources = list(dict.fromkeys(source_ids))
+        async with self.uow() as uow:
+            found = {cid: await _get_customer(uow.session, cid) for cid in sorted({target_id, *sources})}
+            _check_merge(found, target_id=target_id, source_ids=sources)
+            facts = await customer_facts(uow.session, found)
+        target = found[target_id]
+        fills: dict[str, str] = {}
+        for attr in ("name", "email", "phone"):  # as merge_in does: the target keeps what it has
+            given = next((getattr(found[s], attr) for s in sources if getattr(found[s], attr)), None)
+            if given and not getattr(target, attr):
+                fills[attr] = given
+        return MergePreview(facts[target_id], tuple(facts[s] for s in sources), fills)
+
+    async def find_duplicates(self, *, limit: int = 20, after: int | None = None) -> DuplicatePage:
+        """Groups of active customers that look like one person (rules: `crm_store.services.duplicates`), ordered
+        by their lowest customer id; `after` is the previous page's `next_after`."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        async with self.uow() as uow:
+            groups = [g for g in await duplicate_groups(uow.session) if after is None or g[2][0] > after]
+            page = groups[:limit]
+            facts = await customer_facts(uow.session, [cid for _, _, ids in page for cid in ids])
+        return DuplicatePage(
+            tuple(DuplicateGroup(strength, tuple(matches), tuple(facts[cid] for cid in ids))
+                  for strength, matches, ids in page),
+            page[-1][2][0] if len(groups) > limit else None,
+        )
 
 
 def _search_conditions(text: str, phone_region: str) -> list[Any]:
@@ -332,8 +383,22 @@ async def _refused_link_token(
     return LinkTokenRedeemed(CustomerView.of(customer), IdentityView.of(identity), repeated=True)
 
 
-async def merge_in(uow: UnitOfWork, *, source_id: int, target_id: int) -> m.Customer:
-    """The merge, inside the caller's transaction."""
+def _check_merge(customers: dict[int, m.Customer], *, target_id: int, source_ids: Sequence[int]) -> None:
+    """Refuse a merge that cannot be done, saying why (the target or a source merged already, meanwhile perhaps)."""
+    if not source_ids:
+        raise ConflictError("Choose at least one customer to merge.")
+    if target_id in source_ids:
+        raise ConflictError("A customer cannot be merged into itself.")
+    if (into := customers[target_id].merged_into_id) is not None:
+        raise ConflictError(f"Customer #{target_id} has already been merged into customer #{into}; "
+                            "merge into that one instead.")
+    for source_id in source_ids:
+        if (into := customers[source_id].merged_into_id) is not None:
+            raise ConflictError(f"Customer #{source_id} has already been merged into customer #{into}.")
+
+
+async def merge_in(uow: UnitOfWork, *, source_id: int, target_id: int, agent_id: int | None = None) -> m.Customer:
+    """The merge, inside the caller's transaction; recorded (CustomerMerge) with the agent and what moved."""
     session = uow.session
     if source_id == target_id:
         raise ConflictError("A customer cannot be merged into itself.")
@@ -345,10 +410,18 @@ async def merge_in(uow: UnitOfWork, *, source_id: int, target_id: int) -> m.Cust
     if source.merged_into_id is not None or target.merged_into_id is not None:
         raise ConflictError("One of these customers has already been merged.")
 
+    moved: dict[str, int] = {}
     for model, column in CUSTOMER_OWNED:
         table = model.__table__
-        await session.execute(update(table).where(table.c[column] == source_id).values({column: target_id}))
-    await _merge_loyalty(session, source_id=source_id, target_id=target_id)
+        result = await session.execute(update(table).where(table.c[column] == source_id).values({column: target_id}))
+        if result.rowcount:  # type: ignore[attr-defined]
+            moved[table.name] = result.rowcount  # type: ignore[attr-defined]
+    if points := await _merge_loyalty(session, source_id=source_id, target_id=target_id):
+        moved["points"] = points
+    if enrollments := await session.scalar(
+        select(func.count()).select_from(m.Enrollment).where(m.Enrollment.customer_id == source_id)
+    ):
+        moved["enrollments"] = enrollments
     await merge_enrollments(session, source_id=source_id, target_id=target_id)
 
     # The target keeps what it has and gains what only the source knew.
@@ -367,20 +440,23 @@ async def merge_in(uow: UnitOfWork, *, source_id: int, target_id: int) -> m.Cust
         target.external_ref = ref
     source.merged_into_id = target.id
     source.merged_at = utcnow()
-    uow.emit(CustomersMerged(source_id=source_id, target_id=target_id))
+    session.add(m.CustomerMerge(source_id=source_id, target_id=target_id, agent_id=agent_id, moved=moved,
+                                merged_at=source.merged_at))
+    uow.emit(CustomersMerged(source_id=source_id, target_id=target_id, agent_id=agent_id))
     return target
 
 
-async def _merge_loyalty(session: AsyncSession, *, source_id: int, target_id: int) -> None:
+async def _merge_loyalty(session: AsyncSession, *, source_id: int, target_id: int) -> int:
+    """Move the source's points to the target; returns the balance moved."""
     acc = m.LoyaltyAccount
     rows = (await session.execute(select(acc).where(acc.customer_id.in_([source_id, target_id])))).scalars()
     by_customer = {a.customer_id: a for a in rows}
     source_acc, target_acc = by_customer.get(source_id), by_customer.get(target_id)
     if source_acc is None:
-        return
+        return 0
     if target_acc is None:
         source_acc.customer_id = target_id
-        return
+        return source_acc.balance
     for model in (m.LoyaltyTransaction, m.Redemption):
         table = model.__table__
         await session.execute(
@@ -391,3 +467,4 @@ async def _merge_loyalty(session: AsyncSession, *, source_id: int, target_id: in
     await session.delete(source_acc)
     await session.flush()
     await ledger.recompute_tier(session, target_acc.id)
+    return source_acc.balance

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +44,18 @@ class LoyaltyService(Service):
         async with self.uow() as uow:
             rows = await uow.session.execute(select(m.LoyaltyTier).order_by(m.LoyaltyTier.threshold))
             return [TierView.of(t) for t in rows.scalars()]
+
+    async def tier_names(self, *, customer_ids: Sequence[int]) -> dict[int, str]:
+        """The tier's name of each of these customers that has reached one (one query, for lists of customers)."""
+        if not customer_ids:
+            return {}
+        async with self.uow() as uow:
+            rows = await uow.session.execute(
+                select(m.LoyaltyAccount.customer_id, m.LoyaltyTier.name)
+                .join(m.LoyaltyTier, m.LoyaltyTier.id == m.LoyaltyAccount.tier_id)
+                .where(m.LoyaltyAccount.customer_id.in_(customer_ids))
+            )
+            return {customer_id: name for customer_id, name in rows}
 
     async def create_reward(
         self, *, name: str, cost: int, stock: int | None = None, description: str = "",

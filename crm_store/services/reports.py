@@ -16,6 +16,7 @@ Definitions (the dashboard's footnotes repeat them; a conversation's channel is 
 - Top unanswered questions: the customer message (typed text, not a button) just before each bot reply sent in
   the range whose decision was no_answer, or suggest with a confidence below `report_weak_suggestion_below`;
   grouped by normalised text (case-folded, spaces collapsed, end punctuation dropped), the latest phrasing shown.
+  The KB gaps page (`unanswered_questions`) takes the same questions, one row each, and clusters them into topics.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, extract, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, extract, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store import models as m
 from crm_store.dto import (
+    AskedQuestion,
     CsatSummary,
     DashboardReport,
     DayVolume,
@@ -43,6 +45,8 @@ from crm_store.services.base import Service
 
 MAX_DAYS = 366
 END_PUNCTUATION = "?？!！.。,，;；:： "
+MAX_ASKED_QUESTIONS = 5000
+QUESTION = m.Message.__table__.alias("question")
 
 
 def percentile_cont(ordered: Sequence[float], fraction: float) -> float | None:
@@ -57,6 +61,25 @@ def percentile_cont(ordered: Sequence[float], fraction: float) -> float | None:
 def normalised_question(text: str) -> str:
     """The grouping key of a question: case-folded, runs of spaces as one, trailing punctuation dropped."""
     return " ".join(text.casefold().split()).rstrip(END_PUNCTUATION)
+
+
+def _misses(*columns: Any, weak_below: float) -> Select[Any]:
+    """SELECT `columns` over each bot reply `m.Message` that missed (decision no_answer, or suggest with a confidence
+    below `weak_below`) joined to `QUESTION`, the customer's typed message just before it: the one definition of
+    an unanswered question, for the dashboard and the KB gaps page alike."""
+    b, q = m.Message, QUESTION
+    decision = b.payload["decision"].as_string()
+    asked = (
+        select(func.max(q.c.id))
+        .where(q.c.conversation_id == b.conversation_id, q.c.sender == SenderType.CUSTOMER, q.c.id < b.id)
+        .correlate(b).scalar_subquery()
+    )
+    return (
+        select(*columns).select_from(b).join(q, q.c.id == asked)
+        .where(b.sender == SenderType.BOT,
+               or_(decision == "no_answer", and_(decision == "suggest", b.confidence < weak_below)),
+               q.c.payload["button"].as_string().is_(None), q.c.text != "")
+    )
 
 
 def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
@@ -85,6 +108,23 @@ class ReportService(Service):
         return DashboardReport(start=start, end=end, channel=channel, days=days, first_response=first_response,
                                resolution=resolution, csat=csat, nps=nps, top_intents=intents,
                                bot_replies_with_intent=with_intent, unanswered=unanswered)
+
+    async def unanswered_questions(self, *, start: date, end: date,
+                                   limit: int = MAX_ASKED_QUESTIONS) -> tuple[AskedQuestion, ...]:
+        """The customer questions behind the bot's misses in the UTC days start..end (the dashboard's rule), one
+        row per question message, the latest `limit` first."""
+        since, until = _bounds(start, end)
+        q = QUESTION
+        query = (
+            _misses(q.c.id, q.c.conversation_id, m.Conversation.customer_id, q.c.text, q.c.created_at,
+                    weak_below=self.settings.report_weak_suggestion_below)
+            .join(m.Conversation, m.Conversation.id == q.c.conversation_id)
+            .where(m.Message.created_at >= since, m.Message.created_at < until)
+            .distinct().order_by(q.c.id.desc()).limit(limit)
+        )
+        async with self.db.sessionmaker() as session:
+            rows = (await session.execute(query)).all()
+        return tuple(AskedQuestion(int(r[0]), int(r[1]), int(r[2]), r[3], _aware(r[4])) for r in rows)
 
 
 class _Query:
@@ -169,21 +209,10 @@ class _Query:
 
     async def unanswered(self, session: AsyncSession, weak_below: float, top: int) -> tuple[UnansweredQuestion, ...]:
         """The questions before the bot's misses, counted by exact text in SQL, then merged by normalised text."""
-        b = m.Message
-        q = m.Message.__table__.alias("question")
-        decision = b.payload["decision"].as_string()
-        asked = (
-            select(func.max(q.c.id))
-            .where(q.c.conversation_id == b.conversation_id, q.c.sender == SenderType.CUSTOMER, q.c.id < b.id)
-            .correlate(b).scalar_subquery()
-        )
+        b, q = m.Message, QUESTION
         query = (
-            select(q.c.text, func.count(), func.max(q.c.created_at))
-            .select_from(b).join(q, q.c.id == asked)
-            .where(b.sender == SenderType.BOT, self._in_range(b.created_at),
-                   or_(decision == "no_answer", and_(decision == "suggest", b.confidence < weak_below)),
-                   q.c.payload["button"].as_string().is_(None), q.c.text != "")
-            .group_by(q.c.text)
+            _misses(q.c.text, func.count(), func.max(q.c.created_at), weak_below=weak_below)
+            .where(self._in_range(b.created_at)).group_by(q.c.text)
         )
         groups: dict[str, list[Any]] = {}
         for text, count, last in (await session.execute(self._on_channel(query, b.conversation_id))).all():

@@ -29,7 +29,7 @@ class SegmentService(Service):
     ) -> SegmentPreview:
         """How many customers the rules select, and the newest `sample` of them."""
         async with self.uow() as uow:
-            members = member_query(await _checked(uow.session, rules), now=now or utcnow(), dialect=self.db.dialect)
+            members = member_query(await checked_rule(uow.session, rules), now=now or utcnow(), dialect=self.db.dialect)
             count = await uow.session.scalar(select(func.count()).select_from(members.subquery()))
             rows = await uow.session.scalars(
                 select(m.Customer).where(m.Customer.id.in_(members)).order_by(m.Customer.id.desc())
@@ -43,8 +43,9 @@ class SegmentService(Service):
         name = _name(name)
         try:
             async with self.uow() as uow:
-                segment = m.Segment(name=name, description=description.strip(),
-                                    rules=dump_rule(await _checked(uow.session, rules)), created_by_agent_id=agent_id)
+                rule = dump_rule(await checked_rule(uow.session, rules))
+                segment = m.Segment(name=name, description=description.strip(), rules=rule,
+                                    created_by_agent_id=agent_id)
                 uow.session.add(segment)
                 await uow.commit()
                 return SegmentView.of(segment)
@@ -62,7 +63,7 @@ class SegmentService(Service):
                 if name is not None:
                     segment.name = _name(name)
                 if rules is not None:
-                    segment.rules = dump_rule(await _checked(uow.session, rules))
+                    segment.rules = dump_rule(await checked_rule(uow.session, rules))
                 if description is not None:
                     segment.description = description.strip()
                 await uow.commit()
@@ -114,7 +115,7 @@ class SegmentService(Service):
         if (segment_id is None) == (rules is None):
             raise ValueError("Give a segment id or rules, not both.")
         if rules is not None:
-            return await _checked(session, rules)
+            return await checked_rule(session, rules)
         return parse_rule((await _segment(session, segment_id)).rules)  # type: ignore[arg-type]
 
 
@@ -132,7 +133,7 @@ def _name(name: str) -> str:
     return name
 
 
-async def _checked(session: AsyncSession, rules: Mapping[str, Any]) -> Rule:
+async def checked_rule(session: AsyncSession, rules: Mapping[str, Any]) -> Rule:
     """The parsed rules, whose tiers and courses exist (a misspelt name would select no one, silently)."""
     rule = parse_rule(rules)
     tiers: set[str] = set()

@@ -9,6 +9,7 @@ stored one row per question, so a double tap or a redelivered answer is stored o
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -201,7 +202,7 @@ class SurveyService(Service):
         already given keep their question ids)."""
         parsed = _checked_definition(title, questions, expires_after_hours)
         async with self.uow() as uow:
-            survey = await _get_survey(uow.session, key=None, survey_id=survey_id)
+            survey = await get_survey(uow.session, key=None, survey_id=survey_id)
             survey.title = title.strip()
             survey.questions = [q.model_dump(mode="json", exclude_none=True) for q in parsed]
             survey.expires_after_hours = expires_after_hours
@@ -217,7 +218,7 @@ class SurveyService(Service):
         inv = m.SurveyInvitation
         async with self.uow() as uow:
             for key in DEFAULTS:
-                await _get_survey(uow.session, key=key, survey_id=None)
+                await get_survey(uow.session, key=key, survey_id=None)
             surveys = (await uow.session.execute(select(m.Survey).order_by(m.Survey.id))).scalars().all()
             rows = (await uow.session.execute(
                 select(inv.survey_id, *_aggregates()).group_by(inv.survey_id)
@@ -237,7 +238,7 @@ class SurveyService(Service):
         inv = m.SurveyInvitation
         async with self.uow() as uow:
             session = uow.session
-            survey = await _get_survey(session, key=None, survey_id=survey_id)
+            survey = await get_survey(session, key=None, survey_id=survey_id)
             kind = str(survey.kind)
 
             def within(query: Any) -> Any:
@@ -276,7 +277,7 @@ class SurveyService(Service):
         customer and the agent; one page of them and how many there are."""
         inv, answer = m.SurveyInvitation, m.SurveyAnswer
         async with self.uow() as uow:
-            survey = await _get_survey(uow.session, key=None, survey_id=survey_id)
+            survey = await get_survey(uow.session, key=None, survey_id=survey_id)
             text_ids = [q.id for q in _questions(survey) if q.kind == SurveyQuestionKind.TEXT]
 
             def commented(query: Any) -> Any:
@@ -294,7 +295,7 @@ class SurveyService(Service):
 
     async def get(self, *, key: str | None = None, survey_id: int | None = None) -> SurveyView:
         async with self.uow() as uow:
-            survey = await _get_survey(uow.session, key=key, survey_id=survey_id)
+            survey = await get_survey(uow.session, key=key, survey_id=survey_id)
             return SurveyView.of(survey)
 
     async def invite(
@@ -302,22 +303,14 @@ class SurveyService(Service):
     ) -> InvitationView:
         """Send a survey to the customer's latest chat (once per campaign); the bot asks it (SurveyInvited)."""
         async with self.uow() as uow:
-            survey = await _get_survey(uow.session, key=key, survey_id=survey_id)
+            survey = await get_survey(uow.session, key=key, survey_id=survey_id)
             customer = await uow.session.get(m.Customer, customer_id)
             if customer is None:
                 raise NotFound(f"No customer {customer_id}.")
-            identity = await _latest_chat(uow.session, customer_id)
+            identity = await latest_chat(uow.session, customer_id)
             if identity is None:
                 raise NoChat(f"Customer {customer_id} has no Telegram or web chat to ask in.")
-            conversation = (await uow.session.execute(
-                select(m.Conversation).where(m.Conversation.identity_id == identity.id)
-                .order_by(m.Conversation.id.desc()).limit(1)
-            )).scalar_one_or_none()
-            if conversation is None:
-                conversation = m.Conversation(customer_id=customer_id, identity_id=identity.id,
-                                              status=ConversationStatus.BOT)
-                uow.session.add(conversation)
-                await uow.session.flush()
+            conversation = await chat_conversation(uow.session, identity)
             dedupe = f"{survey.id}:{customer_id}:{campaign or 'direct'}"
             invitation, duplicate = await invite_in(
                 uow, survey=survey, customer=customer, identity=identity, conversation_id=conversation.id,
@@ -436,7 +429,7 @@ class SurveyService(Service):
         """Sent, answered and the score: CSAT as the mean rating and the share of 4s and 5s; NPS as promoters
         (9–10) minus detractors (0–6), in percent; one aggregate query."""
         async with self.uow() as uow:
-            survey = await _get_survey(uow.session, key=key, survey_id=survey_id)
+            survey = await get_survey(uow.session, key=key, survey_id=survey_id)
             query = select(*_aggregates()).where(m.SurveyInvitation.survey_id == survey.id)
             if campaign is not None:
                 query = query.where(m.SurveyInvitation.campaign == campaign)
@@ -546,7 +539,7 @@ def _iso_week(monday: date | datetime | str) -> str:
 
 async def csat_survey(session: AsyncSession) -> m.Survey:
     """The CSAT survey asked after a resolved ticket; the built-in one is created the first time."""
-    return await _get_survey(session, key=CSAT_KEY, survey_id=None)
+    return await get_survey(session, key=CSAT_KEY, survey_id=None)
 
 
 def _questions(survey: m.Survey) -> list[SurveyQuestion]:
@@ -574,7 +567,8 @@ async def _survey_by_key(session: AsyncSession, key: str) -> m.Survey | None:
     return (await session.execute(select(m.Survey).where(m.Survey.key == key))).scalar_one_or_none()
 
 
-async def _get_survey(session: AsyncSession, *, key: str | None, survey_id: int | None) -> m.Survey:
+async def get_survey(session: AsyncSession, *, key: str | None, survey_id: int | None) -> m.Survey:
+    """A survey by id or key (the built-in CSAT and NPS ones are made on first use); NotFound."""
     if survey_id is not None:
         survey = await session.get(m.Survey, survey_id)
     elif key is not None:
@@ -604,16 +598,31 @@ async def _get_invitation(
     return invitation  # type: ignore[return-value]
 
 
-async def _latest_chat(session: AsyncSession, customer_id: int) -> m.ChannelIdentity | None:
-    """The customer's chat identity that spoke last (Telegram or web chat)."""
+async def latest_chat(session: AsyncSession, customer_id: int,
+                      channels: Collection[str] = CHAT_CHANNELS) -> m.ChannelIdentity | None:
+    """The customer's chat identity on `channels` that spoke last (Telegram or web chat)."""
     return (await session.execute(
         select(m.ChannelIdentity)
         .outerjoin(m.Conversation, m.Conversation.identity_id == m.ChannelIdentity.id)
-        .where(m.ChannelIdentity.customer_id == customer_id, m.ChannelIdentity.channel.in_(CHAT_CHANNELS))
+        .where(m.ChannelIdentity.customer_id == customer_id, m.ChannelIdentity.channel.in_(channels))
         .group_by(m.ChannelIdentity.id)
         .order_by(func.max(m.Conversation.last_message_at).desc().nulls_last(), m.ChannelIdentity.id.desc())
         .limit(1)
     )).scalar_one_or_none()
+
+
+async def chat_conversation(session: AsyncSession, identity: m.ChannelIdentity) -> m.Conversation:
+    """The chat's latest conversation, or a new one (in the bot's hands) for a chat that has none."""
+    conversation = (await session.execute(
+        select(m.Conversation).where(m.Conversation.identity_id == identity.id)
+        .order_by(m.Conversation.id.desc()).limit(1)
+    )).scalar_one_or_none()
+    if conversation is None:
+        conversation = m.Conversation(customer_id=identity.customer_id, identity_id=identity.id,
+                                      status=ConversationStatus.BOT)
+        session.add(conversation)
+        await session.flush()
+    return conversation
 
 
 @timeline_source

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store import models as m
@@ -107,6 +107,37 @@ async def _identities(session: AsyncSession, customer_id: int, limit: int) -> li
         if i.linked_at:
             entries.append(TimelineEntry(i.linked_at, "identity.linked", f"{i.channel} chat linked", i.id,
                                          {"channel": str(i.channel)}))
+    return entries
+
+
+# What a merge records it moved (CustomerMerge.moved), as the timeline says it.
+MERGE_MOVED = {"channel_identities": ("chat", "chats"), "conversations": ("conversation", "conversations"),
+               "tickets": ("ticket", "tickets"), "orders": ("order", "orders"), "points": ("point", "points"),
+               "survey_invitations": ("survey", "surveys"), "enrollments": ("course", "courses")}
+
+
+@timeline_source
+async def _merges(session: AsyncSession, customer_id: int, limit: int) -> list[TimelineEntry]:
+    """Merges into this customer (on the survivor's timeline) and of it (on the merged record's)."""
+    merge, source = m.CustomerMerge, m.Customer
+    rows = await session.execute(
+        select(merge, source.name, m.Agent.name).join(source, source.id == merge.source_id)
+        .outerjoin(m.Agent, m.Agent.id == merge.agent_id)
+        .where(or_(merge.target_id == customer_id, merge.source_id == customer_id))
+        .order_by(merge.merged_at.desc(), merge.id.desc()).limit(limit)
+    )
+    entries = []
+    for x, source_name, agent_name in rows:
+        by = f"by {agent_name}" if agent_name else "by the system (a linked chat or an import)"
+        if x.target_id == customer_id:
+            summary = f"Customer #{x.source_id} ({source_name or 'no name'}) merged into this one {by}"
+        else:
+            summary = f"Merged into customer #{x.target_id} {by}"
+        if moved := [f"{n:,} {MERGE_MOVED[key][n != 1]}" for key, n in x.moved.items() if key in MERGE_MOVED]:
+            summary += f"; moved: {', '.join(moved)}"
+        entries.append(TimelineEntry(x.merged_at, "customer.merged", summary, x.id, {
+            "source_id": x.source_id, "target_id": x.target_id, "agent_id": x.agent_id, "moved": dict(x.moved),
+        }))
     return entries
 
 

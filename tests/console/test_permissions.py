@@ -27,7 +27,8 @@ EXPECTED_MATRIX = {
     "agent": {P.CONSOLE_USE, P.TICKETS_WORK, P.CUSTOMERS_VIEW, P.CUSTOMERS_LINK, P.KB_READ},
     "supervisor": {P.CONSOLE_USE, P.TICKETS_WORK, P.CUSTOMERS_VIEW, P.CUSTOMERS_LINK, P.KB_READ, P.TICKETS_VIEW_ALL,
                    P.TICKETS_REASSIGN, P.KB_EDIT, P.SURVEYS_MANAGE, P.COURSES_MANAGE, P.ANALYTICS_VIEW,
-                   P.LOYALTY_ADJUST},
+                   P.LOYALTY_ADJUST,
+                   P.CUSTOMERS_MERGE, P.SEGMENTS_MANAGE},
     "admin": set(P),
 }
 
@@ -44,8 +45,10 @@ EXPECTED_ROUTES = {
     ("GET", "/customers/{customer_id}"): P.CUSTOMERS_VIEW,
     ("POST", "/customers/{customer_id}/points"): P.LOYALTY_ADJUST,
     ("POST", "/customers/{customer_id}/link-token"): P.CUSTOMERS_LINK,
+    ("GET", "/customers/duplicates"): P.CUSTOMERS_MERGE, ("GET", "/customers/duplicates/merge"): P.CUSTOMERS_MERGE,
+    ("POST", "/customers/duplicates/merge"): P.CUSTOMERS_MERGE,
     ("POST", "/kb/new"): P.KB_EDIT, ("GET", "/kb/try"): P.KB_READ, ("GET", "/kb/import"): P.KB_EDIT,
-    ("POST", "/kb/import"): P.KB_EDIT, ("GET", "/kb/{article_id}"): P.KB_READ,
+    ("POST", "/kb/import"): P.KB_EDIT, ("GET", "/kb/gaps"): P.KB_EDIT, ("GET", "/kb/{article_id}"): P.KB_READ,
     ("GET", "/kb/{article_id}/edit"): P.KB_EDIT, ("POST", "/kb/{article_id}/edit"): P.KB_EDIT,
     ("POST", "/kb/{article_id}/publish"): P.KB_EDIT, ("POST", "/kb/{article_id}/unpublish"): P.KB_EDIT,
     ("GET", "/admin"): P.AGENTS_MANAGE, ("GET", "/admin/agents"): P.AGENTS_MANAGE,
@@ -56,6 +59,11 @@ EXPECTED_ROUTES = {
     ("GET", "/admin/tokens"): P.API_TOKENS_MANAGE, ("POST", "/admin/tokens"): P.API_TOKENS_MANAGE,
     ("POST", "/admin/tokens/{token_id}/revoke"): P.API_TOKENS_MANAGE,
     ("GET", "/admin/settings"): P.SETTINGS_MANAGE, ("POST", "/admin/settings"): P.SETTINGS_MANAGE,
+    ("GET", "/segments"): P.SEGMENTS_MANAGE, ("GET", "/segments/new"): P.SEGMENTS_MANAGE,
+    ("POST", "/segments/new"): P.SEGMENTS_MANAGE, ("POST", "/segments/preview"): P.SEGMENTS_MANAGE,
+    ("POST", "/segments/builder"): P.SEGMENTS_MANAGE, ("GET", "/segments/{segment_id}"): P.SEGMENTS_MANAGE,
+    ("POST", "/segments/{segment_id}"): P.SEGMENTS_MANAGE,
+    ("POST", "/segments/{segment_id}/delete"): P.SEGMENTS_MANAGE,
 }
 
 
@@ -109,12 +117,13 @@ async def fill(crm, staff):  # type: ignore[no-untyped-def]
     chat = await crm.conversations.record_incoming(channel="telegram", external_id="walk", text="Hello?")
     await crm.conversations.hand_off(conversation_id=chat.conversation.id, reason="customer_asked")  # unassigned
     survey = await crm.surveys.get(key="csat")
+    segment = await crm.segments.create(name="Walkers", rules={"field": "tags", "op": "has_any", "value": ["walk"]})
     course = await crm.courses.create_course(key="walk", title="Walk", language="en", lessons=[
         {"title": "One", "quiz": [{"prompt": "?", "options": ["a", "b"], "correct": 0}]}, {"title": "Two"}])
     values = {"agent_id": spare.id, "team_id": staff.team_id, "token_id": token.view.id,
               "customer_id": customer.id, "article_id": article.id, "conversation_id": chat.conversation.id,
               "survey_id": survey.id, "course_id": course.id, "lesson_id": course.lessons[0].id,
-              "question_id": course.lessons[0].quiz[0].id}
+              "question_id": course.lessons[0].quiz[0].id, "segment_id": segment.id}
 
     def concrete(path: str) -> str:
         return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(values.get(m.group(1), 999_999)), path)
@@ -186,8 +195,8 @@ async def test_every_unsafe_route_refuses_a_missing_or_wrong_csrf_token(app, crm
 
 
 @pytest.mark.parametrize(("role", "shown", "hidden"), [
-    ("agent", ["Inbox", "Customers", "Knowledge base"], ["Surveys &amp; courses", "Dashboard", "Admin"]),
-    ("supervisor", ["Inbox", "Surveys &amp; courses", "Dashboard"], ["Admin"]),
+    ("agent", ["Inbox", "Customers", "Knowledge base"], ["Segments", "Surveys &amp; courses", "Dashboard", "Admin"]),
+    ("supervisor", ["Inbox", "Segments", "Surveys &amp; courses", "Dashboard"], ["Admin"]),
     ("admin", ["Inbox", "Customers", "Knowledge base", "Surveys &amp; courses", "Dashboard", "Admin"], []),
 ])
 async def test_the_navigation_shows_each_role_its_sections_only(client, crm, staff, role, shown, hidden) -> None:  # type: ignore[no-untyped-def]

@@ -367,6 +367,8 @@ BAD_RULES: list[tuple[Any, str]] = [
     (c("points", "between", [1]), "points between: two numbers [low, high]."),
     (c("points", "gte", "100"), "points gte: a whole number; not '100'."),
     (c("points", "eq", True), "points eq: a whole number; not True."),
+    (c("points", "gte", 10**30), f"points gte: a number from -{2**31 - 1} to {2**31 - 1}; not {10**30}."),
+    (c("order_total", "lt", float("nan")), f"order_total lt: a number from -{2**31 - 1} to {2**31 - 1}; not nan."),
     (c("order_count", "gte", -1), "order_count gte: a whole number of at least 0; not -1."),
     (c("rfm_recency", "eq", 6), "rfm_recency eq: a whole number from 1 to 5; not 6."),
     (c("course_progress", "gt", 150, course="tea-101"), "course_progress gt: a number from 0 to 100; not 150."),

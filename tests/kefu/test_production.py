@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,24 @@ async def tg() -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
+@pytest.fixture
+async def workers(
+    production_db: str, tg: FakeTelegram, nlu_model_dir: Path
+) -> AsyncIterator[tuple[dict[str, str], Any]]:
+    """The environment of worker processes on an events stream of their own (a dead worker's entries taken over
+    after 3 s), and the test's CRM on the same database and stream; the stream and its marks dropped after."""
+    stream = f"kefu-test:prod:{uuid.uuid4().hex}"
+    env = kefu_env(database_url=production_db, redis_url=REDIS_URL or "", stream=stream,
+                   telegram_api_base=tg.base_url, token=DEFAULT_TOKEN, nlu_model_dir=nlu_model_dir,
+                   bot_delivery_reclaim_after_s="3")
+    crm = await open_crm(StoreSettings(database_url=production_db, redis_url=REDIS_URL, event_stream=stream))
+    try:
+        yield env, crm
+    finally:
+        await crm.close()
+        await _drop_stream(stream)
+
+
 def sends_per_window(times: list[float], window_s: float = 1.0) -> int:
     """The most sends in any `window_s` window (half-open)."""
     times = sorted(times)
@@ -76,91 +95,144 @@ def min_gap_per_chat(calls: list[Any]) -> float:
 
 
 async def test_a_worker_killed_mid_delivery_loses_nothing_and_sends_nothing_twice(
-    production_db: str, tg: FakeTelegram, tmp_path: Path, nlu_model_dir: Path
+    workers: tuple[dict[str, str], Any], tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    stream = f"kefu-test:prod:{uuid.uuid4().hex}"
-    env = kefu_env(database_url=production_db, redis_url=REDIS_URL or "", stream=stream,
-                   telegram_api_base=tg.base_url, token=DEFAULT_TOKEN, nlu_model_dir=nlu_model_dir,
-                   bot_delivery_reclaim_after_s="3")
-    crm = await open_crm(StoreSettings(database_url=production_db, redis_url=REDIS_URL, event_stream=stream))
+    env, crm = workers
     chats = [700_000 + n for n in range(50)]
-    try:
-        agent = await crm.agents.create_agent(email="a@example.com", name="A", password="correct horse",
-                                              role="agent")
-        conversations = {}
+    agent = await crm.agents.create_agent(email="a@example.com", name="A", password="correct horse",
+                                          role="agent")
+    conversations = {}
+    for chat in chats:
+        hello = tg.user_message(chat, "hello")["message"]  # numbered by the fake Telegram, as a chat's are
+        recorded = await crm.conversations.record_incoming(channel="telegram", external_id=str(chat), text="hello",
+                                                           channel_message_id=str(hello["message_id"]))
+        conversations[chat] = recorded.conversation.id
+    async with cluster(env, tmp_path) as running:
+        doomed, survivor = await asyncio.gather(running.start("worker"), running.start("worker"))
+        texts = []
+        for n in range(1000):
+            chat = chats[n % len(chats)]
+            text = f"agent reply {n:04d} to {chat}"
+            texts.append(text)
+            await crm.conversations.record_outgoing(conversation_id=conversations[chat],
+                                                    sender=SenderType.AGENT, agent_id=agent.id, text=text)
+        # Mid-delivery: a third of the replies out, both workers busy.
+        await tg.wait_until(lambda: len(tg.calls("sendMessage")) >= 330, timeout=60, what="a third delivered")
+        doomed.kill()
+        killed_at = time.time()
+        delivered = await tg._wait_until(lambda: len({c.params["text"] for c in tg.calls("sendMessage")})
+                                         >= 1000, timeout=120)
+        await asyncio.sleep(4)  # anything sent twice would show by now (reclaim after 3 s)
+        sent = [c for c in tg.calls("sendMessage") if c.ok]
+        counts = Counter(c.params["text"] for c in sent)
+        assert delivered, f"{1000 - len(counts)} replies never arrived:\n{survivor.log()[-3000:]}"
+        assert set(counts) == set(texts)
+        # Nothing went out twice: the dead worker's sent-but-unacknowledged messages by their idempotency marks;
+        # those it had on the wire ("in doubt": the survivor logs each) by looking for them in the chat first.
+        twice = {text for text, n in counts.items() if n > 1}
+        in_doubt = _in_doubt(survivor.log())
+        assert not twice, f"sent twice: {sorted(twice)}"
+        assert len(in_doubt) <= 32  # at most the dead worker's sends in flight (its concurrency)
+        assert not [c for c in tg.calls("editMessageText") if c.ok]  # the looking changed no message
+        print(json.dumps({"delivered": len(counts), "sent_twice": len(twice), "in_doubt": len(in_doubt),
+                          "in_doubt_found_in_the_chat": sum(in_doubt.values())}))
+        # The sending limits held across both workers (shared on Redis).
+        assert sends_per_window([c.at for c in sent]) <= 31
+        assert min_gap_per_chat(sent) >= 0.95
+        # Each chat got its replies in the order the agent wrote them, the dead worker's taken-over ones
+        # included (a worker holds a chat's newer message back while an earlier one is unsent elsewhere).
+        late = 0
         for chat in chats:
-            hello = tg.user_message(chat, "hello")["message"]  # numbered by the fake Telegram, as a chat's are
-            recorded = await crm.conversations.record_incoming(channel="telegram", external_id=str(chat), text="hello",
-                                                               channel_message_id=str(hello["message_id"]))
-            conversations[chat] = recorded.conversation.id
-        async with cluster(env, tmp_path) as running:
-            doomed, survivor = await asyncio.gather(running.start("worker"), running.start("worker"))
-            texts = []
-            for n in range(1000):
-                chat = chats[n % len(chats)]
-                text = f"agent reply {n:04d} to {chat}"
-                texts.append(text)
-                await crm.conversations.record_outgoing(conversation_id=conversations[chat],
-                                                        sender=SenderType.AGENT, agent_id=agent.id, text=text)
-            # Mid-delivery: a third of the replies out, both workers busy.
-            await tg.wait_until(lambda: len(tg.calls("sendMessage")) >= 330, timeout=60, what="a third delivered")
-            doomed.kill()
-            killed_at = time.time()
-            delivered = await tg._wait_until(lambda: len({c.params["text"] for c in tg.calls("sendMessage")})
-                                             >= 1000, timeout=120)
-            await asyncio.sleep(4)  # anything sent twice would show by now (reclaim after 3 s)
-            sent = [c for c in tg.calls("sendMessage") if c.ok]
-            counts = Counter(c.params["text"] for c in sent)
-            assert delivered, f"{1000 - len(counts)} replies never arrived:\n{survivor.log()[-3000:]}"
-            assert set(counts) == set(texts)
-            # Nothing went out twice: the dead worker's sent-but-unacknowledged messages by their idempotency marks;
-            # those it had on the wire ("in doubt": the survivor logs each) by looking for them in the chat first.
-            twice = {text for text, n in counts.items() if n > 1}
-            in_doubt = _in_doubt(survivor.log())
-            assert not twice, f"sent twice: {sorted(twice)}"
-            assert len(in_doubt) <= 32  # at most the dead worker's sends in flight (its concurrency)
-            assert not [c for c in tg.calls("editMessageText") if c.ok]  # the looking changed no message
-            print(json.dumps({"delivered": len(counts), "sent_twice": len(twice), "in_doubt": len(in_doubt),
-                              "in_doubt_found_in_the_chat": sum(in_doubt.values())}))
-            # The sending limits held across both workers (shared on Redis).
-            assert sends_per_window([c.at for c in sent]) <= 31
-            assert min_gap_per_chat(sent) >= 0.95
-            # Each chat got its replies in the order the agent wrote them, the dead worker's taken-over ones
-            # included (a worker holds a chat's newer message back while an earlier one is unsent elsewhere).
-            late = 0
-            for chat in chats:
-                order = [c.params["text"] for c in sent if str(c.params["chat_id"]) == str(chat)]
-                before_kill = [c.params["text"] for c in sent if str(c.params["chat_id"]) == str(chat)
-                               and c.at < killed_at]
-                assert before_kill == sorted(before_kill)
-                late += sum(1 for n, text in enumerate(order) if any(later > text for later in order[:n]))
-            assert late == 0
-            print(json.dumps({"sent_after_a_later_one": late}))
-            # Every message is recorded as sent, with Telegram's message id.
-            async with crm.db.sessionmaker() as session:
-                statuses = Counter((await session.execute(
-                    select(m.Message.delivery_status).where(m.Message.sender == SenderType.AGENT))).scalars())
-            assert statuses == {"sent": 1000}
-            async with httpx.AsyncClient() as client:
-                metrics = (await client.get(f"{survivor.base}/metrics")).text
-            assert "kefu_messages_out_total" in metrics and "kefu_stream_pending" in metrics
-            # Graceful shutdown: SIGTERM in the middle of a batch finishes what the worker took, exits 0.
-            for n, chat in enumerate(chats[:20]):
-                await crm.conversations.record_outgoing(conversation_id=conversations[chat],
-                                                        sender=SenderType.AGENT, agent_id=agent.id,
-                                                        text=f"last words {n:02d}")
-            await tg.wait_until(lambda: any(c.params["text"].startswith("last words") for c in tg.calls("sendMessage")),
-                                timeout=30, what="the last batch started")
-            assert await survivor.stop() == 0, survivor.log()[-3000:]
-            last = Counter(c.params["text"] for c in tg.calls("sendMessage") if c.params["text"].startswith("last"))
-            async with crm.db.sessionmaker() as session:
-                unsent = (await session.execute(select(func.count()).where(
-                    m.Message.text.like("last words%"), m.Message.delivery_status != "sent"))).scalar_one()
-            # What it had taken went out once; anything not yet taken stays in the stream for the next worker.
-            assert all(n == 1 for n in last.values()) and len(last) + unsent == 20
-    finally:
-        await crm.close()
-        await _drop_stream(stream)
+            order = [c.params["text"] for c in sent if str(c.params["chat_id"]) == str(chat)]
+            before_kill = [c.params["text"] for c in sent if str(c.params["chat_id"]) == str(chat)
+                           and c.at < killed_at]
+            assert before_kill == sorted(before_kill)
+            late += sum(1 for n, text in enumerate(order) if any(later > text for later in order[:n]))
+        assert late == 0
+        print(json.dumps({"sent_after_a_later_one": late}))
+        # Every message is recorded as sent, with Telegram's message id.
+        async with crm.db.sessionmaker() as session:
+            statuses = Counter((await session.execute(
+                select(m.Message.delivery_status).where(m.Message.sender == SenderType.AGENT))).scalars())
+        assert statuses == {"sent": 1000}
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{survivor.base}/metrics")).text
+        assert "kefu_messages_out_total" in metrics and "kefu_stream_pending" in metrics
+        # Graceful shutdown: SIGTERM in the middle of a batch finishes what the worker took, exits 0.
+        for n, chat in enumerate(chats[:20]):
+            await crm.conversations.record_outgoing(conversation_id=conversations[chat],
+                                                    sender=SenderType.AGENT, agent_id=agent.id,
+                                                    text=f"last words {n:02d}")
+        await tg.wait_until(lambda: any(c.params["text"].startswith("last words") for c in tg.calls("sendMessage")),
+                            timeout=30, what="the last batch started")
+        assert await survivor.stop() == 0, survivor.log()[-3000:]
+        last = Counter(c.params["text"] for c in tg.calls("sendMessage") if c.params["text"].startswith("last"))
+        async with crm.db.sessionmaker() as session:
+            unsent = (await session.execute(select(func.count()).where(
+                m.Message.text.like("last words%"), m.Message.delivery_status != "sent"))).scalar_one()
+        # What it had taken went out once; anything not yet taken stays in the stream for the next worker.
+        assert all(n == 1 for n in last.values()) and len(last) + unsent == 20
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A campaign to 1,000 customers, its worker killed half-way and another started
+# --------------------------------------------------------------------------------------------------------------
+
+
+async def test_a_campaign_killed_half_way_reaches_every_consenting_customer_once_and_no_one_who_opted_out(
+    workers: tuple[dict[str, str], Any], tg: FakeTelegram, tmp_path: Path
+) -> None:
+    env, crm = workers
+    chats = await _seed_customers(crm, 1000, opted_out_every=10)
+    consenting = {chat for n, chat in enumerate(chats) if n % 10 != 9}
+    campaign = await crm.campaigns.create(name="Spring teas", kind="message", per_second=30,
+                                          rules={"field": "tags", "op": "has_any", "value": ["newsletter"]},
+                                          message={"en": "Hi {customer.first_name}, spring teas are in!"})
+    async with cluster(env, tmp_path) as running:
+        worker = await running.start("worker")
+        await crm.campaigns.launch(campaign_id=campaign.id)
+        launched_at = time.time()
+        await tg.wait_until(lambda: len(tg.calls("sendMessage")) >= 450, timeout=120, what="half sent")
+        worker.kill()
+        killed_at = time.time()
+        await asyncio.sleep(2)
+        assert len(tg.calls("sendMessage")) < 900  # it really stopped half-way
+        survivor = await running.start("worker")
+        delivered = await tg._wait_until(lambda: len({str(c.params["chat_id"]) for c in tg.calls("sendMessage")
+                                                      if c.ok}) >= len(consenting), timeout=180)
+        await asyncio.sleep(5)  # anything sent twice would show by now (reclaim after 3 s)
+        sent = [c for c in tg.calls("sendMessage") if c.ok]
+        per_chat = Counter(str(c.params["chat_id"]) for c in sent)
+        assert delivered, f"{len(consenting) - len(per_chat)} never reached:\n{survivor.log()[-3000:]}"
+        assert set(per_chat) == {str(c) for c in consenting}  # every consenting customer, no one who opted out
+        assert [chat for chat, n in per_chat.items() if n > 1] == []  # once each
+        assert {c.params["text"] for c in sent} == {"Hi Customer, spring teas are in!"}
+        assert not [c for c in tg.calls("editMessageText") if c.ok]
+        progress = await crm.campaigns.progress(campaign_id=campaign.id)
+        assert (progress.campaign.status, progress.queued, progress.sent) == ("finished", 900, 900)
+        rate = sends_per_window([c.at for c in sent])
+        assert rate <= 31
+        print(json.dumps({"campaign_sent": len(sent), "sent_twice": sum(n - 1 for n in per_chat.values()),
+                          "before_the_kill": sum(1 for c in sent if c.at < killed_at),
+                          "in_doubt": len(_in_doubt(survivor.log())), "most_sends_in_1s": rate,
+                          "seconds_from_launch": round(max(c.at for c in sent) - launched_at, 1)}))
+
+
+async def _seed_customers(crm: Any, count: int, *, opted_out_every: int) -> list[int]:
+    """`count` customers, each with a Telegram chat (ids 800,000 + n) and the tag "newsletter"; each
+    `opted_out_every`-th one withdrew their consent, the others gave it. The chat ids, in customer order."""
+    now = datetime.now(UTC)
+    chats = [800_000 + n for n in range(count)]
+    async with crm.db.sessionmaker() as session:
+        customers = [m.Customer(name=f"Customer {n:04d}", language="en", tags=["newsletter"],
+                                marketing_consent=n % opted_out_every != opted_out_every - 1,
+                                marketing_consent_at=now) for n in range(count)]
+        session.add_all(customers)
+        await session.flush()
+        session.add_all(m.ChannelIdentity(customer_id=c.id, channel="telegram", external_id=str(chat),
+                                          display_name=c.name) for c, chat in zip(customers, chats, strict=True))
+        await session.commit()
+    return chats
 
 
 def _in_doubt(log: str) -> dict[int, bool]:
