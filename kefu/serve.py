@@ -287,8 +287,8 @@ async def _worker_role(crm: Any, bot: Any, redis: Any, settings: BotSettings, ta
 
 
 async def _timers(crm: Any, settings: BotSettings, stopping: asyncio.Event) -> None:
-    """Survey invitations past their expiry are closed; agents' replies whose announcement was lost are announced
-    again (more timers join here)."""
+    """Survey invitations past their expiry are closed; Telegram messages (agents' replies, campaigns' and surveys'
+    messages) and survey invitations whose announcement was lost are announced again (more timers join here)."""
     from datetime import timedelta
 
     every_s = settings.timers_interval_s
@@ -299,14 +299,15 @@ async def _timers(crm: Any, settings: BotSettings, stopping: asyncio.Event) -> N
                 log.info("timers: %d survey invitations expired", expired)
         except Exception:
             log.warning("timers: survey expiry failed; trying again later", exc_info=True)
+        again = timedelta(seconds=settings.announce_again_after_s)
         try:
-            stranded = await crm.conversations.announce_stranded(
-                older_than=timedelta(seconds=settings.announce_again_after_s), within=timedelta(days=1))
-            if stranded:
-                log.warning("timers: %d agents' replies announced again (not sent after %.0fs)", stranded,
-                            settings.announce_again_after_s)
+            stranded = await crm.conversations.announce_stranded(older_than=again, within=timedelta(days=1))
+            unasked = await crm.surveys.announce_unasked(older_than=again, within=timedelta(days=1))
+            if stranded or unasked:
+                log.warning("timers: announced again (not sent after %.0fs): %d messages, %d surveys not asked",
+                            settings.announce_again_after_s, stranded, unasked)
         except Exception:
-            log.warning("timers: the stranded replies' check failed; trying again later", exc_info=True)
+            log.warning("timers: the stranded messages' check failed; trying again later", exc_info=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=every_s)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,6 +57,10 @@ SETTABLE = {
 def incoming_key(channel: str, external_id: str, channel_message_id: str) -> str:
     """The idempotency key of an incoming update: the same chat's same message is stored once."""
     return f"in:{channel}:{external_id}:{channel_message_id}"
+
+# The idempotency keys of the messages the bot pushes on its own (a campaign's, a survey's questions): announced
+# again, like an agent's reply, when still unsent long after they were written.
+PUSHED_KEYS = ("campaign-", "survey:")
 
 
 class ConversationService(Service):
@@ -177,25 +181,30 @@ class ConversationService(Service):
             return MessageView.of(message)
 
     async def announce_stranded(self, *, older_than: timedelta, within: timedelta, limit: int = 200) -> int:
-        """Announce again the agents' replies still waiting to be sent `older_than` after they were written (their
-        announcement may have been lost: Redis was away just after the commit, or lost its stream); the delivery
-        worker's marks keep one that was only slow from going out twice. How many were announced."""
+        """Announce again the Telegram messages still waiting to be sent `older_than` after they were written: agents'
+        replies, and messages the bot pushed for a campaign or a survey (their announcement may have been lost: Redis
+        was away just after the commit, or lost its stream). The delivery worker's marks keep one that was only slow
+        from going out twice. How many were announced. (The web chat has no delivery to wait for: its messages are
+        in the chat's history when the visitor comes back.)"""
         now = utcnow()
+        pushed = or_(*(m.Message.idempotency_key.like(f"{prefix}%") for prefix in PUSHED_KEYS))
         async with self.uow() as uow:
             rows = (await uow.session.execute(
-                select(m.Message, m.Conversation.customer_id, m.ChannelIdentity.channel, m.ChannelIdentity.external_id)
+                select(m.Message, m.Conversation.customer_id, m.ChannelIdentity.external_id)
                 .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
                 .join(m.ChannelIdentity, m.ChannelIdentity.id == m.Conversation.identity_id)
-                .where(m.Message.sender == SenderType.AGENT, m.Message.is_private.is_(False),
-                       m.Message.delivery_status == DeliveryStatus.QUEUED,
+                .where(or_(m.Message.sender == SenderType.AGENT, and_(m.Message.sender == SenderType.BOT, pushed)),
+                       m.Message.is_private.is_(False), m.Message.delivery_status == DeliveryStatus.QUEUED,
+                       m.ChannelIdentity.channel == Channel.TELEGRAM,
                        m.Message.created_at < now - older_than, m.Message.created_at >= now - within)
                 .order_by(m.Message.id).limit(limit)
             )).all()
-            for message, customer_id, channel, external_id in rows:
-                uow.emit(AgentReplied(
-                    conversation_id=message.conversation_id, message_id=message.id, customer_id=customer_id,
-                    agent_id=message.agent_id, channel=str(channel), external_id=external_id, text=message.text,
-                ))
+            for message, customer_id, external_id in rows:
+                common = {"conversation_id": message.conversation_id, "message_id": message.id,
+                          "customer_id": customer_id, "channel": Channel.TELEGRAM.value, "external_id": external_id,
+                          "text": message.text}
+                uow.emit(AgentReplied(agent_id=message.agent_id, **common) if message.sender == SenderType.AGENT
+                         else BotPushed(payload=message.payload, **common))
         return len(rows)
 
     async def waiting_before(self, *, conversation_id: int, message_id: int, since: datetime) -> bool:

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import case, func, select
+from sqlalchemy import String, case, cast, exists, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -435,6 +435,28 @@ class SurveyService(Service):
                 query = query.where(m.SurveyInvitation.campaign == campaign)
             values = (await uow.session.execute(query)).one()
             return _score_row(str(survey.kind), campaign or survey.key, values)
+
+    async def announce_unasked(self, *, older_than: timedelta, within: timedelta, limit: int = 200) -> int:
+        """Announce again the invitations sent `older_than` ago (and no longer than `within`) whose first question
+        the bot has not asked: their SurveyInvited was lost (Redis away just after the commit). The bot asks a
+        question once whatever the announcements (its idempotency key). How many were announced."""
+        now = utcnow()
+        inv = m.SurveyInvitation
+        asked = exists().where(m.Message.idempotency_key.like(
+            literal("survey:") + cast(inv.id, String) + literal(":ask:%")))
+        async with self.uow() as uow:
+            rows = (await uow.session.execute(
+                select(inv, m.Survey.kind).join(m.Survey, m.Survey.id == inv.survey_id)
+                .where(inv.status == InvitationStatus.SENT, inv.channel.in_(CHAT_CHANNELS),
+                       inv.sent_at < now - older_than, inv.sent_at >= now - within, ~asked)
+                .order_by(inv.id).limit(limit)
+            )).all()
+            for invitation, kind in rows:
+                uow.emit(SurveyInvited(
+                    invitation_id=invitation.id, survey_id=invitation.survey_id, customer_id=invitation.customer_id,
+                    kind=str(kind), conversation_id=invitation.conversation_id, channel=str(invitation.channel),
+                    external_id=invitation.external_id))
+        return len(rows)
 
     async def expire_due(self) -> int:
         """Mark invitations past their expiry as expired (a timer calls this); how many were."""

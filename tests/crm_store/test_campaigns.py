@@ -4,11 +4,13 @@ what a campaign records is bot.delivery's (tests/kefu/test_production.py kills a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from crm_store import models as m
 from crm_store.enums import DeliveryStatus
 from crm_store.errors import ConflictError, InvalidSegment, NotFound
 from crm_store.events import BotPushed, SurveyInvited
@@ -204,3 +206,41 @@ async def test_a_name_is_taken_once(crm: Any) -> None:
     await crm.campaigns.create(name="Spring", kind="nps", rules=VIP)
     with pytest.raises(ConflictError, match="already called 'Spring'"):
         await crm.campaigns.create(name="Spring", kind="nps", rules=VIP)
+
+
+async def test_what_a_lost_announcement_left_unsent_is_announced_again_on_telegram(crm: Any, bus: Any) -> None:
+    """Redis was away just after a batch's commit: its BotPushed / SurveyInvited never reached anyone. The worker's
+    timer announces again the Telegram messages still queued and the invitations whose question was never asked."""
+    ann = await customer(crm, "Ann")
+    bo = await customer(crm, "Bo", chat="webchat")  # its messages are in the chat's history: no delivery to wait for
+    news = await crm.campaigns.create(name="News", kind="message", rules=VIP, message={"en": "News!"})
+    nps = await crm.campaigns.create(name="NPS", kind="nps", rules=VIP)
+    for campaign in (news, nps):
+        await crm.campaigns.launch(campaign_id=campaign.id)
+        await run_to_the_end(crm, campaign.id)
+    (lost_push,) = [e for e in bus.of(BotPushed) if e.channel == "telegram"]
+    lost_invitations = {e.invitation_id: e.customer_id for e in bus.of(SurveyInvited)}
+    async with crm.db.sessionmaker() as session:
+        await session.execute(update(m.Message).values(created_at=m.utcnow() - timedelta(minutes=5)))
+        await session.execute(update(m.SurveyInvitation).values(sent_at=m.utcnow() - timedelta(minutes=5)))
+        await session.commit()
+    bus.published.clear()
+    again, within = timedelta(minutes=2), timedelta(days=1)
+    assert await crm.conversations.announce_stranded(older_than=again, within=within) == 1
+    assert await crm.surveys.announce_unasked(older_than=again, within=within) == 2  # asked in no chat yet
+    (push,) = bus.of(BotPushed)
+    assert (push.message_id, push.customer_id, push.text, push.payload) == (
+        lost_push.message_id, ann, "News!", lost_push.payload)
+    assert {e.invitation_id: e.customer_id for e in bus.of(SurveyInvited)} == lost_invitations
+    assert set(lost_invitations.values()) == {ann, bo}
+    invited = next(e for e in bus.of(SurveyInvited) if e.customer_id == ann)
+    # Once sent, and once asked, nothing is announced again.
+    await crm.conversations.mark_delivery(message_id=push.message_id, status=DeliveryStatus.SENT)
+    await crm.conversations.record_outgoing(conversation_id=invited.conversation_id, sender="bot", text="0-10?",
+                                            push=True, idempotency_key=f"survey:{invited.invitation_id}:ask:score")
+    async with crm.db.sessionmaker() as session:
+        await session.execute(update(m.Message).values(created_at=m.utcnow() - timedelta(minutes=5)))
+        await session.commit()
+    # The question just pushed is itself a Telegram message still queued: the one thing announced again.
+    assert await crm.conversations.announce_stranded(older_than=again, within=within) == 1
+    assert await crm.surveys.announce_unasked(older_than=again, within=within) == 1  # Bo's, still not asked

@@ -166,6 +166,18 @@ async def test_agents_replies_left_unsent_are_announced_again(crm, bus) -> None:
     assert (event.message_id, event.text, event.channel, event.external_id) == (stranded, "stranded", "telegram",
                                                                                  "555")
     assert fresh not in {e.message_id for e in bus.of(AgentReplied)}
+    # A web chat's replies wait for no delivery (they are in the chat's history): never announced again, where they
+    # would reach the open pages once more every timer tick.
+    web = await make_chat(crm, external_id="visitor-1", channel="webchat")
+    recorded = await crm.conversations.record_outgoing(conversation_id=web.conversation.id, sender="agent",
+                                                       agent_id=agent.id, text="web reply")
+    async with crm.db.sessionmaker() as session:
+        await session.execute(update(m.Message).where(m.Message.id == recorded.message.id)
+                              .values(created_at=m.utcnow() - timedelta(minutes=5)))
+        await session.commit()
+    bus.published.clear()
+    assert await crm.conversations.announce_stranded(older_than=timedelta(minutes=2), within=timedelta(days=1)) == 1
+    assert [e.message_id for e in bus.of(AgentReplied)] == [stranded]
 
 
 async def test_a_bus_that_fails_after_the_commit_does_not_fail_the_use_case(crm, bus, caplog) -> None:  # type: ignore[no-untyped-def]
