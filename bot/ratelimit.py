@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import logging
 import math
 import time
+import uuid
 from typing import Any, Protocol
 
 from aiogram import Bot
@@ -76,15 +78,29 @@ return 1
 """
 
 
+# KEYS: the chat's last send, the bot's sends of the last second (a sorted set); ARGV: the chat interval, the most
+# sends a bot may start in any second, a member unique to this call.
 _START = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if now < last + interval then
-  return last + interval - now
+local cap = tonumber(ARGV[2])
+if interval > 0 then
+  local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if now < last + interval then
+    return last + interval - now
+  end
 end
-redis.call('SET', KEYS[1], now, 'PX', interval + 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 1000)
+if redis.call('ZCARD', KEYS[2]) >= cap then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + 1000 - now + 1
+end
+if interval > 0 then
+  redis.call('SET', KEYS[1], now, 'PX', interval + 1000)
+end
+redis.call('ZADD', KEYS[2], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[2], 2000)
 return 0
 """
 
@@ -100,8 +116,9 @@ class SlotBook(Protocol):
 
     async def start(self, chat: str) -> float:
         """Just before the request: 0 when the chat's previous message actually went out at least an interval ago
-        (and this one is now recorded as going out), else the seconds still to wait. A slot reserved in time can
-        still be used late (a busy process), so the last send, not the last reservation, is what counts."""
+        and the bot started fewer than its cap of sends in the last second (this one is then recorded as going
+        out), else the seconds still to wait. A slot reserved in time can still be used late (a busy process, a
+        stalled worker whose late sends would all go at once), so actual sends, not reservations, are what count."""
         ...
 
 
@@ -115,6 +132,8 @@ class MemorySlotBook:
         self._slots: list[float] = []  # the bot's reserved send times, sorted
         self._paused_until = 0.0
         self._last_sent: dict[str, float] = {}
+        self.cap = start_cap(per_second)
+        self._started: collections.deque[float] = collections.deque()  # the bot's sends of the last second
 
     async def reserve(self, chat: str) -> float:
         now = time.monotonic()
@@ -136,15 +155,19 @@ class MemorySlotBook:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     async def start(self, chat: str) -> float:
-        if not self.chat_interval:
-            return 0.0
         now = time.monotonic()
         last = self._last_sent.get(chat)
-        if last is not None and now < last + self.chat_interval:
+        if self.chat_interval and last is not None and now < last + self.chat_interval:
             return last + self.chat_interval - now
-        self._last_sent[chat] = now
-        if len(self._last_sent) > 10_000:
-            self._last_sent = {c: t for c, t in self._last_sent.items() if now - t < self.chat_interval}
+        while self._started and self._started[0] <= now - 1.0:
+            self._started.popleft()
+        if len(self._started) >= self.cap:
+            return self._started[0] + 1.0 - now + 0.001
+        self._started.append(now)
+        if self.chat_interval:
+            self._last_sent[chat] = now
+            if len(self._last_sent) > 10_000:
+                self._last_sent = {c: t for c, t in self._last_sent.items() if now - t < self.chat_interval}
         return 0.0
 
 
@@ -157,6 +180,7 @@ class RedisSlotBook:
         self.bot_interval_ms = math.ceil(1000.0 / per_second + MARGIN_S * 100)
         self.chat_interval_ms = math.ceil((chat_interval_s + MARGIN_S) * 1000) if chat_interval_s > 0 else 0
         self.prefix = f"{prefix}:{bot_id}"
+        self.cap = start_cap(per_second)
         self._reserve = redis.register_script(_RESERVE)
         self._pause = redis.register_script(_PAUSE)
         self._start = redis.register_script(_START)
@@ -170,10 +194,15 @@ class RedisSlotBook:
         await self._pause(keys=[f"{self.prefix}:paused"], args=[math.ceil(seconds * 1000)])
 
     async def start(self, chat: str) -> float:
-        if not self.chat_interval_ms:
-            return 0.0
-        wait_ms = await self._start(keys=[f"{self.prefix}:sent:{chat}"], args=[self.chat_interval_ms])
+        wait_ms = await self._start(keys=[f"{self.prefix}:sent:{chat}", f"{self.prefix}:started"],
+                                    args=[self.chat_interval_ms, self.cap, uuid.uuid4().hex])
         return max(0.0, float(wait_ms) / 1000)
+
+
+def start_cap(per_second: float) -> int:
+    """The most sends a bot starts in any one second: one under its rate, so what Telegram sees a few milliseconds
+    later (the requests' own jitter) stays within the rate too."""
+    return max(1, math.floor(per_second) - 1)
 
 
 def _sends_a_message(method: TelegramMethod[Any]) -> bool:

@@ -2,8 +2,8 @@
 
 Agents work their own and their team's tickets, see customers and make link codes for them, and read the KB;
 supervisors see everything, reassign, adjust loyalty points, author surveys, courses, KB articles and customer
-segments, merge duplicate customers, and see analytics; admins can do all of that and manage agents, teams, API
-tokens and settings."""
+segments, send campaigns to segments, merge duplicate customers, and see analytics; admins can do all of that and
+manage agents, teams, API tokens and settings."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ class Permission(StrEnum):
     SURVEYS_MANAGE = "surveys.manage"
     COURSES_MANAGE = "courses.manage"
     SEGMENTS_MANAGE = "segments.manage"  # saved groups of customers by rule (who a campaign reaches)
+    CAMPAIGNS_MANAGE = "campaigns.manage"  # surveys, course invitations and messages sent to a segment
     ANALYTICS_VIEW = "analytics.view"
     AGENTS_MANAGE = "agents.manage"
     TEAMS_MANAGE = "teams.manage"
@@ -46,6 +47,7 @@ _SUPERVISOR = _AGENT | {
     Permission.TICKETS_VIEW_ALL, Permission.TICKETS_REASSIGN, Permission.KB_EDIT, Permission.SURVEYS_MANAGE,
     Permission.COURSES_MANAGE, Permission.ANALYTICS_VIEW, Permission.LOYALTY_ADJUST,
     Permission.SEGMENTS_MANAGE, Permission.CUSTOMERS_MERGE,
+    Permission.CAMPAIGNS_MANAGE,
 }
 _ADMIN = _SUPERVISOR | {
     Permission.AGENTS_MANAGE, Permission.TEAMS_MANAGE, Permission.API_TOKENS_MANAGE, Permission.SETTINGS_MANAGE,

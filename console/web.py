@@ -39,6 +39,7 @@ NAV = (
     NavItem("Inbox", "/inbox", Permission.TICKETS_WORK, "inbox"),
     NavItem("Customers", "/customers", Permission.CUSTOMERS_VIEW, "customers"),
     NavItem("Segments", "/segments", Permission.SEGMENTS_MANAGE, "segments"),
+    NavItem("Campaigns", "/campaigns", Permission.CAMPAIGNS_MANAGE, "campaigns"),
     NavItem("Knowledge base", "/kb", Permission.KB_READ, "kb"),
     NavItem("Surveys & courses", "/surveys", Permission.SURVEYS_MANAGE, "surveys courses"),
     NavItem("Dashboard", "/dashboard", Permission.ANALYTICS_VIEW, "dashboard"),

@@ -710,6 +710,8 @@ class Campaign(TimestampMixin, Base):
     per_second: Mapped[int] = mapped_column(Integer, default=20)
     status: Mapped[CampaignStatus] = mapped_column(enum_column(CampaignStatus), default=CampaignStatus.DRAFT)
     cursor: Mapped[int] = mapped_column(Integer, default=0)
+    # The timer's next batch is not before this: one batch a second whatever the number of workers.
+    next_batch_at: Mapped[datetime | None]
     created_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     launched_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -10,6 +10,7 @@ def console_router() -> APIRouter:
     from console.routes import (
         admin,
         auth,
+        campaigns,
         conversations,
         courses,
         customers,
@@ -25,6 +26,6 @@ def console_router() -> APIRouter:
     router = APIRouter()
     # duplicates before customers: `/customers/{customer_id}` would take `/customers/duplicates`
     for area in (auth, sections, admin, duplicates, customers, kb, inbox, conversations, dashboard, surveys, courses,
-                 segments):
+                 segments, campaigns):
         router.include_router(area.router)
     return router

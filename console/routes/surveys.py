@@ -6,6 +6,7 @@ Every page needs SURVEYS_MANAGE (supervisors and admins)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any
@@ -245,4 +246,10 @@ async def survey_results(request: Request, console: ConsoleDep, _: Manager, surv
     return _page(request, "surveys/results.html", status_code=status_code, error=error, survey=survey,
                  report=report, comments=comments, page=page, more=page * COMMENTS_PAGE < comments.total,
                  query=query, week_bars=_bars(report.by_week, survey.kind),
-                 agent_bars=_bars(report.by_agent, survey.kind))
+                 agent_bars=_bars(report.by_agent, survey.kind), campaign_id=_campaign_id(campaign))
+
+
+def _campaign_id(key: str) -> int | None:
+    """The console campaign a campaign key names (`campaign-<id>`, crm_store.services.campaigns), if it does."""
+    found = re.fullmatch(r"campaign-(\d{1,9})", key)
+    return int(found[1]) if found else None

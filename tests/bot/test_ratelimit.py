@@ -123,6 +123,26 @@ async def test_a_pause_delays_the_next_reservation(make_book: MakeBook) -> None:
     assert later - first < 0.7
 
 
+async def test_late_sends_after_a_stall_do_not_burst_over_the_bot_limit(make_book: MakeBook) -> None:
+    """A worker stalls with slots reserved (a busy machine): when it wakes, every send whose slot has passed would go
+    at once. The start check lets at most one under the rate start in any second; the rest wait their turn."""
+    book = make_book(per_second=10)
+    await reservations(book, [str(n) for n in range(25)])
+    await asyncio.sleep(2.6)  # every reserved slot is in the past now
+    started: list[float] = []
+
+    async def send(chat: str) -> None:
+        while (late := await book.start(chat)) > 0:  # noqa: ASYNC110 - as the middleware waits
+            await asyncio.sleep(late)
+        started.append(time.monotonic())
+
+    await asyncio.gather(*(send(str(n)) for n in range(25)))
+    started.sort()
+    most = max(sum(1 for t in started if first <= t < first + 1.0) for first in started)
+    assert most <= 9, most
+    assert started[-1] - started[0] < 3.0  # and they still go as fast as allowed
+
+
 async def test_two_redis_books_share_the_slots(redis_books: Callable[..., RedisSlotBook]) -> None:
     """Two processes (two clients) of the same bot: one's reservation holds the other back; another bot's don't."""
     one, two, other_bot = redis_books(), redis_books(), redis_books(bot_id="another-bot")

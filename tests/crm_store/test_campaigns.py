@@ -190,7 +190,7 @@ async def test_pause_resume_and_cancel(crm: Any, bus: Any) -> None:
     ({"quiet_start": 8, "quiet_end": 8}, "Quiet hours"),
     ({"quiet_start": 22, "quiet_end": 24}, "Quiet hours"),
     ({"timezone": "Mars/Olympus"}, "Unknown time zone"),
-    ({"per_second": 31}, "1 to 30 messages a second"),
+    ({"per_second": 26}, "1 to 25 messages a second"),
     ({"kind": "message", "message": {"en": "  "}}, "Write the message"),
     ({"kind": "course"}, "published course"),
     ({"kind": "csat", "survey_key": "nps"}, "active CSAT survey"),
@@ -244,3 +244,17 @@ async def test_what_a_lost_announcement_left_unsent_is_announced_again_on_telegr
     # The question just pushed is itself a Telegram message still queued: the one thing announced again.
     assert await crm.conversations.announce_stranded(older_than=again, within=within) == 1
     assert await crm.surveys.announce_unasked(older_than=again, within=within) == 1  # Bo's, still not asked
+
+
+async def test_the_timers_of_several_workers_give_a_campaign_one_batch_a_second(crm: Any, bus: Any) -> None:
+    for name in ("Ann", "Ben", "Cy", "Di", "Ed"):
+        await customer(crm, name)
+    campaign = await crm.campaigns.create(name="Paced", kind="message", rules=VIP, message={"en": "Hi"},
+                                          per_second=2)
+    await crm.campaigns.launch(campaign_id=campaign.id)
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    # Two workers' timers tick in the same second: one batch between them.
+    assert [await crm.campaigns.run_due(now=now), await crm.campaigns.run_due(now=now)] == [2, 0]
+    assert await crm.campaigns.run_due(now=now + timedelta(milliseconds=999)) == 0
+    assert await crm.campaigns.run_due(now=now + timedelta(seconds=1)) == 2
+    assert len(bus.of(BotPushed)) == 4

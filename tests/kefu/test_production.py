@@ -185,7 +185,7 @@ async def test_a_campaign_killed_half_way_reaches_every_consenting_customer_once
     env, crm = workers
     chats = await _seed_customers(crm, 1000, opted_out_every=10)
     consenting = {chat for n, chat in enumerate(chats) if n % 10 != 9}
-    campaign = await crm.campaigns.create(name="Spring teas", kind="message", per_second=30,
+    campaign = await crm.campaigns.create(name="Spring teas", kind="message", per_second=25,
                                           rules={"field": "tags", "op": "has_any", "value": ["newsletter"]},
                                           message={"en": "Hi {customer.first_name}, spring teas are in!"})
     async with cluster(env, tmp_path) as running:

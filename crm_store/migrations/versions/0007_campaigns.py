@@ -36,6 +36,7 @@ def upgrade() -> None:
     sa.Column('per_second', sa.Integer(), nullable=False),
     sa.Column('status', sa.Enum('draft', 'running', 'paused', 'finished', 'cancelled', name='campaignstatus', native_enum=False, length=32), nullable=False),
     sa.Column('cursor', sa.Integer(), nullable=False),
+    sa.Column('next_batch_at', crm_store.coltypes.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_by_agent_id', sa.Integer(), nullable=True),
     sa.Column('launched_at', crm_store.coltypes.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', crm_store.coltypes.UTCDateTime(timezone=True), nullable=True),
