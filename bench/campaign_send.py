@@ -14,8 +14,8 @@ message campaign to the tag is created and launched through the CRM, as the cons
 every consenting customer's chat got it.
 
 The campaign is recorded a batch at a time (at most `per_second` customers in one transaction, one batch a second
-however many workers: crm_store.services.campaigns) and delivered through the event stream by the workers' delivery loop,
-which keeps Telegram's limits. Each second the run samples what was recorded, what reached the fake, and the
+however many workers: crm_store.services.campaigns) and delivered through the event stream by the workers' delivery
+loop, which keeps Telegram's limits. Each second the run samples what was recorded, what reached the fake, and the
 stream's pending entries and lag, to show whether recording outruns delivery (a backlog that grows) or delivery
 waits on recording (a backlog near zero, the send rate set by the batches).
 
