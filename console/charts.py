@@ -57,7 +57,7 @@ def nice_ceiling(value: float) -> int:
     return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
 
 
-def stacked_columns(*, key: str, title: str, description: str, columns: Sequence[tuple[str, Sequence[int]]],
+def stacked_columns(*, key: str, title: str, description: str, columns: Sequence[tuple[str, Sequence[float]]],
                     series: Sequence[tuple[str, str]], height: float = 200) -> Chart:
     """Vertical bars, one per column (a day), each a stack of the series' values from the bottom up."""
     top = nice_ceiling(max((sum(values) for _, values in columns), default=0))

@@ -43,6 +43,7 @@ NAV = (
     NavItem("Knowledge base", "/kb", Permission.KB_READ, "kb"),
     NavItem("Surveys & courses", "/surveys", Permission.SURVEYS_MANAGE, "surveys courses"),
     NavItem("Dashboard", "/dashboard", Permission.ANALYTICS_VIEW, "dashboard"),
+    NavItem("Reports", "/reports", Permission.ANALYTICS_VIEW, "reports"),
     NavItem("Admin", "/admin/agents", Permission.AGENTS_MANAGE, "admin"),
 )
 

@@ -14,6 +14,7 @@ from crm_store.services.courses import CourseService
 from crm_store.services.customers import CustomerService
 from crm_store.services.inbox import InboxService
 from crm_store.services.knowledge import KnowledgeService
+from crm_store.services.kpis import KpiService
 from crm_store.services.loyalty import LoyaltyService
 from crm_store.services.orders import OrderService
 from crm_store.services.reports import ReportService
@@ -47,6 +48,7 @@ class CRM:
         self.assignment = AssignmentService(**deps)
         self.canned = CannedResponseService(**deps)
         self.reports = ReportService(**deps)  # the dashboard's KPIs (read-only, aggregate SQL)
+        self.kpis = KpiService(**deps)  # the Reports section's KPIs by period (read-only, aggregate SQL)
         self.campaigns = CampaignService(**deps)  # surveys, course invitations and messages sent to a segment
         self.updates = InboundUpdateService(**deps)  # channels' raw updates, stored before they are acknowledged
         self.segments = SegmentService(**deps)  # saved customer segments: rules, live count, member ids

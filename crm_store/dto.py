@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from crm_store import models as m
 from crm_store.enums import DuplicateReason, MatchStrength
@@ -1048,8 +1048,27 @@ class AskedQuestion:
     asked_at: datetime
 
 
+class Containment:
+    """Engaged conversations (a customer message), those handed off (a ticket) and the rest, contained by the bot."""
+
+    engaged: int
+    handed_off: int
+
+    @property
+    def contained(self) -> int:
+        return self.engaged - self.handed_off
+
+    @property
+    def containment_pct(self) -> float | None:
+        return 100 * self.contained / self.engaged if self.engaged else None
+
+    @property
+    def handoff_pct(self) -> float | None:
+        return 100 * self.handed_off / self.engaged if self.engaged else None
+
+
 @dataclass(frozen=True)
-class DashboardReport:
+class DashboardReport(Containment):
     start: date  # first UTC day, inclusive
     end: date  # last UTC day, inclusive
     channel: str | None
@@ -1074,17 +1093,139 @@ class DashboardReport:
     def handed_off(self) -> int:
         return sum(d.handed_off for d in self.days)
 
+
+# --- KPI reports (the console's Reports section; crm_store/services/kpis.py) ---------------------------------------
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Period:
+    """One bucket of a series: UTC days start..end (inclusive, clipped to the report's range), or the whole range."""
+
+    start: date
+    end: date
+    label: str  # "2024-03-01" (day), "2024-W09" (ISO week), "2024-03" (month), "Total"
+
+
+@dataclass(frozen=True)
+class SatisfactionRow:
+    period: Period
+    csat: CsatSummary
+    nps: NpsSummary
+
+
+@dataclass(frozen=True)
+class VolumeRow(Containment):
+    """Conversations started in the period: all, engaged (a customer message), and of those handed off (a ticket)."""
+
+    period: Period
+    conversations: int
+    engaged: int
+    handed_off: int
+
+
+@dataclass(frozen=True)
+class ResponseTimeRow:
+    period: Period
+    first_response: DurationStats
+    resolution: DurationStats
+
+
+@dataclass(frozen=True)
+class RetentionRow:
+    """Customers with a counted order in the period, their counted orders, those of them with two or more, and those
+    who ordered again in the next period (None: the next period starts after the range)."""
+
+    period: Period
+    customers: int
+    orders: int
+    repeat_customers: int
+    retained: int | None
+
     @property
-    def contained(self) -> int:
-        return self.engaged - self.handed_off
+    def repeat_pct(self) -> float | None:
+        return 100 * self.repeat_customers / self.customers if self.customers else None
+
+    @property
+    def retention_pct(self) -> float | None:
+        return 100 * self.retained / self.customers if self.customers and self.retained is not None else None
+
+
+@dataclass(frozen=True)
+class KpiSeries(Generic[R]):
+    """A report over UTC days start..end: one row per period (every period of the range, zeros included) and the
+    whole range's row."""
+
+    start: date
+    end: date
+    granularity: str
+    rows: tuple[R, ...]
+    total: R
+
+
+@dataclass(frozen=True)
+class TicketCount:
+    name: str  # a category or a team
+    opened: int
+    resolved: int
+    open_now: int
+
+
+@dataclass(frozen=True)
+class TicketsReport:
+    start: date
+    end: date
+    by_category: tuple[TicketCount, ...]
+    by_team: tuple[TicketCount, ...]
+    total: TicketCount
+
+
+@dataclass(frozen=True)
+class AgentPerformance:
+    agent_id: int
+    name: str
+    active: bool
+    resolved: int
+    first_response_median_seconds: float | None
+    resolution_median_seconds: float | None
+    csat: CsatSummary
+    replies: int
+
+
+@dataclass(frozen=True)
+class IntentRow:
+    intent: str
+    replies: int  # bot replies with this intent
+    share_pct: float  # of every bot reply with an intent
+    conversations: int  # conversations with such a reply
+    contained: int  # of those, without a ticket
 
     @property
     def containment_pct(self) -> float | None:
-        return 100 * self.contained / self.engaged if self.engaged else None
+        return 100 * self.contained / self.conversations if self.conversations else None
 
-    @property
-    def handoff_pct(self) -> float | None:
-        return 100 * self.handed_off / self.engaged if self.engaged else None
+
+@dataclass(frozen=True)
+class WeekFigures:
+    """One ISO week's headline numbers."""
+
+    volume: VolumeRow
+    times: ResponseTimeRow
+    satisfaction: SatisfactionRow
+    orders: RetentionRow
+    tickets: TicketCount  # opened, resolved in the week, open now
+
+
+@dataclass(frozen=True)
+class WeeklySummary:
+    week: str  # "2024-W09"
+    start: date  # its Monday
+    end: date  # its Sunday
+    current: WeekFigures
+    previous: WeekFigures
+    top_intents: tuple[IntentRow, ...]
+    teams: tuple[TicketCount, ...]
 
 
 # --- end of reports -----------------------------------------------------------------------------------------------

@@ -160,3 +160,11 @@ class RecipientStatus(StrEnum):
     QUEUED = "queued"  # the survey invitation or message is recorded and announced for delivery
     NO_CHAT = "no_chat"  # no Telegram or web chat on the campaign's channels
     OPTED_OUT = "opted_out"  # withdrew consent between the count and the send
+
+
+class Granularity(StrEnum):
+    """The periods a report's series is cut into (UTC)."""
+
+    DAY = "day"
+    WEEK = "week"  # ISO week, Monday to Sunday
+    MONTH = "month"

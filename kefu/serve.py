@@ -263,7 +263,7 @@ async def _worker_role(crm: Any, bot: Any, redis: Any, settings: BotSettings, ta
 
     stopping = asyncio.Event()
     tasks.append(asyncio.create_task(_timers(crm, settings, stopping), name="timers"))
-    tasks.append(asyncio.create_task(_campaigns(crm, stopping), name="campaigns"))
+    tasks.append(asyncio.create_task(campaign_loop(crm, stopping), name="campaigns"))
 
     async def stop_timers() -> None:
         stopping.set()
@@ -312,7 +312,7 @@ async def _timers(crm: Any, settings: BotSettings, stopping: asyncio.Event) -> N
             await asyncio.wait_for(stopping.wait(), timeout=every_s)
 
 
-async def _campaigns(crm: Any, stopping: asyncio.Event, every_s: float = 1.0) -> None:
+async def campaign_loop(crm: Any, stopping: asyncio.Event, every_s: float = 1.0) -> None:
     """A batch of every running campaign each second (crm_store.services.campaigns: a batch is one transaction, so
     any number of workers may do this, and one killed in the middle repeats and skips nothing)."""
     loop = asyncio.get_running_loop()

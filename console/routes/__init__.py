@@ -18,6 +18,7 @@ def console_router() -> APIRouter:
         duplicates,
         inbox,
         kb,
+        reports,
         sections,
         segments,
         surveys,
@@ -26,6 +27,6 @@ def console_router() -> APIRouter:
     router = APIRouter()
     # duplicates before customers: `/customers/{customer_id}` would take `/customers/duplicates`
     for area in (auth, sections, admin, duplicates, customers, kb, inbox, conversations, dashboard, surveys, courses,
-                 segments, campaigns):
+                 segments, campaigns, reports):
         router.include_router(area.router)
     return router

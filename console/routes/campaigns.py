@@ -8,6 +8,7 @@ segment the store cannot evaluate) is shown with its message next to the form, w
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from console.permissions import Permission, require
 from console.security import SignedIn
 from console.web import redirect, render
 from crm_store.coltypes import utcnow
-from crm_store.dto import CampaignProgress, CampaignView, ScoreRow, SurveyView
+from crm_store.dto import CampaignProgress, CampaignView, CourseView, ScoreRow, SegmentView, SurveyView
 from crm_store.enums import CampaignKind, CampaignStatus
 from crm_store.errors import ConflictError, DomainError, NotFound
 from crm_store.services.campaigns import CHANNELS, MAX_PER_SECOND, InvalidCampaign
@@ -96,10 +97,11 @@ class CampaignForm:
 
 
 def _whole(text: str, refusal: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise InvalidCampaign(refusal) from None
+    """A whole number as typed (within a database integer), else InvalidCampaign(refusal)."""
+    text = text.strip()
+    if not (text.isdecimal() and len(text) <= 10 and int(text) < 2**31):
+        raise InvalidCampaign(refusal)
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -125,16 +127,19 @@ async def _audience(console: Console, segment_id: int | None) -> Audience:
 
 
 def _segment_choice(text: str) -> int | None:
-    return int(text) if text.strip().isdigit() and 0 < int(text) < 2**31 else None
+    try:
+        return _whole(text, "") or None
+    except InvalidCampaign:
+        return None
 
 
 @dataclass(frozen=True)
 class Choices:
     """What the form's selects offer: saved segments, active surveys by kind, published courses."""
 
-    segments: tuple[Any, ...]
+    segments: tuple[SegmentView, ...]
     surveys: dict[str, tuple[SurveyView, ...]] = field(default_factory=dict)
-    courses: tuple[Any, ...] = ()
+    courses: tuple[CourseView, ...] = ()
 
 
 async def _choices(console: Console) -> Choices:
@@ -160,8 +165,7 @@ class Live:
     """What the campaign's live fragment shows."""
 
     progress: CampaignProgress
-    members: int  # the segment's members now (its rules as launched)
-    consenting: int  # those of them who consented to marketing
+    consenting: int  # the segment's members (its rules as launched) who consented to marketing, now
     survey: SurveyView | None
     results: ScoreRow | None
     polling: bool  # whether the page asks again in 2 s
@@ -190,27 +194,40 @@ def _polling(progress: CampaignProgress, survey: SurveyView | None) -> bool:
     return (delivering or answering) and utcnow() - campaign.launched_at < window
 
 
-async def _live(console: Console, campaign_id: int) -> Live:
-    progress = await console.crm.campaigns.progress(campaign_id=campaign_id)
-    campaign = progress.campaign
-    members, consenting = await console.crm.campaigns.audience(campaign_id=campaign_id)
-    survey = await found(console.crm.surveys.get(survey_id=campaign.survey_id)) if campaign.survey_id else None
+async def _survey(console: Console, campaign: CampaignView) -> SurveyView | None:
+    return await found(console.crm.surveys.get(survey_id=campaign.survey_id)) if campaign.survey_id else None
+
+
+async def _live(console: Console, campaign: CampaignView) -> Live:
+    """A launched campaign's progress (the rules it took at launch) and a survey's results."""
+    progress = await console.crm.campaigns.progress(campaign_id=campaign.id)
+    _, consenting = await console.crm.campaigns.audience(campaign_id=campaign.id)
+    survey = await _survey(console, campaign)
     results = await console.crm.surveys.results(survey_id=survey.id, campaign=campaign.key) if survey else None
-    return Live(progress, members, consenting, survey, results, _polling(progress, survey))
+    return Live(progress, consenting, survey, results, _polling(progress, survey))
+
+
+async def _draft_audience(console: Console, campaign: CampaignView) -> Audience:
+    if campaign.segment_id is None and not campaign.rules:  # the key is set to NULL when the segment is deleted
+        return Audience(error="The campaign's segment was deleted: make the campaign again with another.")
+    try:
+        return Audience(*await console.crm.campaigns.audience(campaign_id=campaign.id))
+    except DomainError as exc:  # its segment's rule cannot be evaluated (saved before the rule language changed)
+        return Audience(error=str(exc))
 
 
 async def _page(request: Request, console: Console, campaign_id: int, *, status_code: int = 200,
                 error: str | None = None) -> Response:
-    try:
-        live = await _live(console, campaign_id)
-    except NotFound:
+    if (campaign := await found(console.crm.campaigns.get(campaign_id=campaign_id))) is None:
         return not_found(request, "campaign")
-    campaign = live.campaign
+    launched = campaign.launched_at is not None
     segment = await found(console.crm.segments.get(segment_id=campaign.segment_id)) if campaign.segment_id else None
     course = await found(console.crm.courses.get_course(course_id=campaign.course_id)) if campaign.course_id else None
-    return flash_page(request, "campaigns/page.html", notices=NOTICES, status_code=status_code, error=error,
-                      live=live, campaign=campaign, segment=segment, course=course, kinds=KINDS,
-                      channel_labels=CHANNEL_LABELS)
+    return flash_page(
+        request, "campaigns/page.html", notices=NOTICES, status_code=status_code, error=error, campaign=campaign,
+        live=await _live(console, campaign) if launched else None, survey=await _survey(console, campaign),
+        audience=await _draft_audience(console, campaign) if campaign.status == CampaignStatus.DRAFT else None,
+        segment=segment, course=course, kinds=KINDS, channel_labels=CHANNEL_LABELS)
 
 
 # --- routes -----------------------------------------------------------------------------------------------------
@@ -219,7 +236,7 @@ async def _page(request: Request, console: Console, campaign_id: int, *, status_
 @router.get("")
 async def list_campaigns(request: Request, console: ConsoleDep, _: Manager) -> Response:
     campaigns = (await console.crm.campaigns.list())[:LISTED]
-    rows = [(c, await _live(console, c.id) if c.status != CampaignStatus.DRAFT else None) for c in campaigns]
+    rows = [(c, await _live(console, c) if c.launched_at is not None else None) for c in campaigns]
     segments = {s.id: s.name for s in await console.crm.segments.list()}
     return flash_page(request, "campaigns/list.html", notices=NOTICES, rows=rows, segments=segments, kinds=KINDS,
                       listed=LISTED)
@@ -254,17 +271,17 @@ async def show_campaign(request: Request, console: ConsoleDep, _: Manager, campa
 
 @router.get("/{campaign_id}/progress")
 async def campaign_progress(request: Request, console: ConsoleDep, _: Manager, campaign_id: CampaignId) -> Response:
-    """The live fragment: progress, and a survey's results."""
-    try:
-        live = await _live(console, campaign_id)
-    except NotFound:
-        return not_found(request, "campaign")
-    return render(request, "campaigns/_live.html", live=live)
+    """The live fragment of a launched campaign: progress, and a survey's results."""
+    campaign = await found(console.crm.campaigns.get(campaign_id=campaign_id))
+    if campaign is None or campaign.launched_at is None:
+        return not_found(request, "launched campaign")
+    return render(request, "campaigns/_live.html", live=await _live(console, campaign))
 
 
-async def _act(request: Request, console: Console, campaign_id: int, action: str, notice: str) -> Response:
+async def _act(request: Request, console: Console, campaign_id: int,
+               action: Callable[..., Awaitable[CampaignView]], notice: str) -> Response:
     try:
-        await getattr(console.crm.campaigns, action)(campaign_id=campaign_id)
+        await action(campaign_id=campaign_id)
     except NotFound:
         return not_found(request, "campaign")
     except DomainError as exc:  # ConflictError (not in a state to do it), InvalidCampaign (its segment went)
@@ -274,22 +291,22 @@ async def _act(request: Request, console: Console, campaign_id: int, action: str
 
 @router.post("/{campaign_id}/launch")
 async def launch_campaign(request: Request, console: ConsoleDep, _: Manager, campaign_id: CampaignId) -> Response:
-    return await _act(request, console, campaign_id, "launch", "launched")
+    return await _act(request, console, campaign_id, console.crm.campaigns.launch, "launched")
 
 
 @router.post("/{campaign_id}/pause")
 async def pause_campaign(request: Request, console: ConsoleDep, _: Manager, campaign_id: CampaignId) -> Response:
-    return await _act(request, console, campaign_id, "pause", "paused")
+    return await _act(request, console, campaign_id, console.crm.campaigns.pause, "paused")
 
 
 @router.post("/{campaign_id}/resume")
 async def resume_campaign(request: Request, console: ConsoleDep, _: Manager, campaign_id: CampaignId) -> Response:
-    return await _act(request, console, campaign_id, "resume", "resumed")
+    return await _act(request, console, campaign_id, console.crm.campaigns.resume, "resumed")
 
 
 @router.post("/{campaign_id}/cancel")
 async def cancel_campaign(request: Request, console: ConsoleDep, _: Manager, campaign_id: CampaignId) -> Response:
-    return await _act(request, console, campaign_id, "cancel", "cancelled")
+    return await _act(request, console, campaign_id, console.crm.campaigns.cancel, "cancelled")
 
 
 def _refused(exc: DomainError) -> int:

@@ -131,11 +131,11 @@ class CampaignService(Service):
             campaign = await _campaign(uow.session, campaign_id, for_update=True)
             if campaign.status != CampaignStatus.DRAFT:
                 raise ConflictError(f"The campaign is {campaign.status}, not a draft.")
-            if campaign.segment_id is not None:
-                segment = await uow.session.get(m.Segment, campaign.segment_id)
-                if segment is None:
-                    raise InvalidCampaign("The campaign's segment was deleted; choose another.")
+            segment = await uow.session.get(m.Segment, campaign.segment_id) if campaign.segment_id else None
+            if segment is not None:
                 campaign.rules = dict(segment.rules)
+            elif not campaign.rules:  # its segment was deleted (the key is set to NULL then)
+                raise InvalidCampaign("The campaign's segment was deleted: make the campaign again with another.")
             campaign.status = CampaignStatus.RUNNING
             campaign.launched_at = now or utcnow()
             await uow.commit()
@@ -177,6 +177,8 @@ class CampaignService(Service):
             if campaign.status == CampaignStatus.DRAFT and campaign.segment_id is not None:
                 segment = await uow.session.get(m.Segment, campaign.segment_id)
                 rules = segment.rules if segment is not None else {}
+            if not rules:
+                return 0, 0  # its segment was deleted before launch
             members = member_query(parse_rule(rules), now=now or utcnow(), dialect=self.db.dialect)
             total = await uow.session.scalar(select(func.count()).select_from(members.subquery()))
             consenting = await uow.session.scalar(select(func.count()).select_from(

@@ -28,7 +28,7 @@ EXPECTED_MATRIX = {
     "supervisor": {P.CONSOLE_USE, P.TICKETS_WORK, P.CUSTOMERS_VIEW, P.CUSTOMERS_LINK, P.KB_READ, P.TICKETS_VIEW_ALL,
                    P.TICKETS_REASSIGN, P.KB_EDIT, P.SURVEYS_MANAGE, P.COURSES_MANAGE, P.ANALYTICS_VIEW,
                    P.LOYALTY_ADJUST,
-                   P.CUSTOMERS_MERGE, P.SEGMENTS_MANAGE},
+                   P.CUSTOMERS_MERGE, P.SEGMENTS_MANAGE, P.CAMPAIGNS_MANAGE},
     "admin": set(P),
 }
 
@@ -64,6 +64,17 @@ EXPECTED_ROUTES = {
     ("POST", "/segments/builder"): P.SEGMENTS_MANAGE, ("GET", "/segments/{segment_id}"): P.SEGMENTS_MANAGE,
     ("POST", "/segments/{segment_id}"): P.SEGMENTS_MANAGE,
     ("POST", "/segments/{segment_id}/delete"): P.SEGMENTS_MANAGE,
+    ("GET", "/campaigns"): P.CAMPAIGNS_MANAGE, ("GET", "/campaigns/new"): P.CAMPAIGNS_MANAGE,
+    ("POST", "/campaigns/new"): P.CAMPAIGNS_MANAGE, ("GET", "/campaigns/audience"): P.CAMPAIGNS_MANAGE,
+    ("GET", "/campaigns/{campaign_id}"): P.CAMPAIGNS_MANAGE,
+    ("GET", "/campaigns/{campaign_id}/progress"): P.CAMPAIGNS_MANAGE,
+    ("POST", "/campaigns/{campaign_id}/launch"): P.CAMPAIGNS_MANAGE,
+    ("POST", "/campaigns/{campaign_id}/pause"): P.CAMPAIGNS_MANAGE,
+    ("POST", "/campaigns/{campaign_id}/resume"): P.CAMPAIGNS_MANAGE,
+    ("POST", "/campaigns/{campaign_id}/cancel"): P.CAMPAIGNS_MANAGE,
+    ("GET", "/reports"): P.ANALYTICS_VIEW, ("GET", "/reports/weekly"): P.ANALYTICS_VIEW,
+    **{("GET", f"/reports/{name}{suffix}"): P.ANALYTICS_VIEW for suffix in ("", ".csv")
+       for name in ("satisfaction", "retention", "containment", "response-times", "tickets", "agents", "intents")},
 }
 
 
@@ -118,12 +129,14 @@ async def fill(crm, staff):  # type: ignore[no-untyped-def]
     await crm.conversations.hand_off(conversation_id=chat.conversation.id, reason="customer_asked")  # unassigned
     survey = await crm.surveys.get(key="csat")
     segment = await crm.segments.create(name="Walkers", rules={"field": "tags", "op": "has_any", "value": ["walk"]})
+    campaign = await crm.campaigns.create(name="Walk NPS", kind="nps", segment_id=segment.id)
     course = await crm.courses.create_course(key="walk", title="Walk", language="en", lessons=[
         {"title": "One", "quiz": [{"prompt": "?", "options": ["a", "b"], "correct": 0}]}, {"title": "Two"}])
     values = {"agent_id": spare.id, "team_id": staff.team_id, "token_id": token.view.id,
               "customer_id": customer.id, "article_id": article.id, "conversation_id": chat.conversation.id,
               "survey_id": survey.id, "course_id": course.id, "lesson_id": course.lessons[0].id,
-              "question_id": course.lessons[0].quiz[0].id, "segment_id": segment.id}
+              "question_id": course.lessons[0].quiz[0].id, "segment_id": segment.id,
+              "campaign_id": campaign.id}
 
     def concrete(path: str) -> str:
         return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(values.get(m.group(1), 999_999)), path)
@@ -195,9 +208,11 @@ async def test_every_unsafe_route_refuses_a_missing_or_wrong_csrf_token(app, crm
 
 
 @pytest.mark.parametrize(("role", "shown", "hidden"), [
-    ("agent", ["Inbox", "Customers", "Knowledge base"], ["Segments", "Surveys &amp; courses", "Dashboard", "Admin"]),
-    ("supervisor", ["Inbox", "Segments", "Surveys &amp; courses", "Dashboard"], ["Admin"]),
-    ("admin", ["Inbox", "Customers", "Knowledge base", "Surveys &amp; courses", "Dashboard", "Admin"], []),
+    ("agent", ["Inbox", "Customers", "Knowledge base"],
+     ["Segments", "Campaigns", "Surveys &amp; courses", "Dashboard", "Reports", "Admin"]),
+    ("supervisor", ["Inbox", "Segments", "Campaigns", "Surveys &amp; courses", "Dashboard", "Reports"], ["Admin"]),
+    ("admin", ["Inbox", "Customers", "Knowledge base", "Surveys &amp; courses", "Dashboard", "Reports", "Admin"],
+     []),
 ])
 async def test_the_navigation_shows_each_role_its_sections_only(client, crm, staff, role, shown, hidden) -> None:  # type: ignore[no-untyped-def]
     started = await crm.agents.start_session(agent_id=getattr(staff, role).id, ttl=timedelta(hours=1))

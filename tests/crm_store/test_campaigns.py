@@ -258,3 +258,18 @@ async def test_the_timers_of_several_workers_give_a_campaign_one_batch_a_second(
     assert await crm.campaigns.run_due(now=now + timedelta(milliseconds=999)) == 0
     assert await crm.campaigns.run_due(now=now + timedelta(seconds=1)) == 2
     assert len(bus.of(BotPushed)) == 4
+
+
+async def test_a_draft_whose_segment_was_deleted_is_not_launched(crm: Any, bus: Any) -> None:
+    await customer(crm, "Ann")
+    segment = await crm.segments.create(name="Soon gone", rules=VIP)
+    campaign = await crm.campaigns.create(name="Orphan", kind="message", segment_id=segment.id, message={"en": "Hi"})
+    assert await crm.campaigns.audience(campaign_id=campaign.id) == (1, 1)
+    await crm.segments.delete(segment_id=segment.id)
+    assert await crm.campaigns.audience(campaign_id=campaign.id) == (0, 0)
+    with pytest.raises(InvalidCampaign, match="segment was deleted"):
+        await crm.campaigns.launch(campaign_id=campaign.id)
+    assert (await crm.campaigns.get(campaign_id=campaign.id)).status == "draft"
+    await crm.campaigns.cancel(campaign_id=campaign.id)
+    assert await crm.campaigns.audience(campaign_id=campaign.id) == (0, 0)
+    assert bus.of(BotPushed) == []

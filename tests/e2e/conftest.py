@@ -3,14 +3,24 @@ installs it). Screenshots are saved under var/artifacts/browser/ (not committed)
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
+from bot.telegram import TelegramChannel
+from console.app import install_console
+from console.settings import ConsoleSettings
+from console.throttle import MemoryLoginThrottle
+from kefu.serve import campaign_loop
+from tests import support
 from tests.bot.conftest import Stack, stack  # noqa: F401  (the bot stack: CRM, real bus, engine)
+from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "var" / "artifacts" / "browser"
@@ -46,3 +56,39 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
+
+
+@dataclass
+class Live:
+    url: str
+    tg: FakeTelegram
+    stack: Stack
+
+
+@pytest.fixture
+async def live(stack: Stack) -> AsyncIterator[Live]:  # noqa: F811  (the fixture above, by name)
+    """The whole stack in one process, as `kefu demo` runs it: the console, the bot on the fake Telegram server
+    (aiogram's polling loop), the engine on the real event bus, and the worker's campaign loop (a batch a second)."""
+    async with FakeTelegram() as tg:
+        channel = TelegramChannel(tg.bot(), stack.engine)
+        channel.attach(stack.bus)
+        app = FastAPI()
+        console = install_console(app, crm=stack.crm, settings=ConsoleSettings(_env_file=None),
+                                  throttle=MemoryLoginThrottle(), shop_name="Kefu Tea & Co.")
+        await stack.bus.start()
+        polling = asyncio.create_task(channel.start_polling(polling_timeout=1))
+        stopping = asyncio.Event()
+        campaigns = asyncio.create_task(campaign_loop(stack.crm, stopping))
+        try:
+            async with support.serving(app) as url:
+                yield Live(url, tg, stack)
+        finally:
+            stopping.set()
+            await asyncio.wait_for(campaigns, timeout=10)
+            await channel.stop_polling()
+            await asyncio.wait_for(polling, timeout=10)
+            await console.close()
+
+
+async def shot(page: Any, folder: Path, name: str) -> None:
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)

@@ -6,53 +6,12 @@ real event bus. Screenshots land in var/artifacts/browser/<test>/ (not committed
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-from fastapi import FastAPI
-
-from bot.telegram import TelegramChannel
-from console.app import install_console
-from console.settings import ConsoleSettings
-from console.throttle import MemoryLoginThrottle
-from tests import support
-from tests.bot.conftest import Stack
-from tests.fake_telegram import FakeTelegram
+from tests.e2e.conftest import Live, shot
 
 PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Live:
-    url: str
-    tg: FakeTelegram
-    stack: Stack
-
-
-@pytest.fixture
-async def live(stack: Stack) -> AsyncIterator[Live]:
-    async with FakeTelegram() as tg:
-        channel = TelegramChannel(tg.bot(), stack.engine)
-        channel.attach(stack.bus)
-        app = FastAPI()
-        console = install_console(app, crm=stack.crm, settings=ConsoleSettings(_env_file=None),
-                                  throttle=MemoryLoginThrottle(), shop_name="Kefu Tea & Co.")
-        await stack.bus.start()
-        polling = asyncio.create_task(channel.start_polling(polling_timeout=1))
-        try:
-            async with support.serving(app) as url:
-                yield Live(url, tg, stack)
-        finally:
-            await channel.stop_polling()
-            await asyncio.wait_for(polling, timeout=10)
-            await console.close()
-
-
-async def shot(page: Any, folder: Path, name: str) -> None:
-    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 async def test_an_agent_answers_a_telegram_customer_and_resolves_with_csat(
