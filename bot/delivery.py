@@ -252,18 +252,19 @@ class DeliveryWorker:
         ready = False
         while not self._stopping.is_set():
             room = self.concurrency * 4 - self._buffered
-            if room <= 0:
-                await asyncio.sleep(0.01)
-                continue
             try:
                 if not ready:
                     await self.bus.ensure_group(self.group)
                     ready = True
+                # A dead worker's entries are taken over even when the buffer is full: the entries buffered here
+                # may all be held back waiting for those (a chat's earlier replies), which would never come.
                 batch = await self.bus.claim_stale(self.group, self.consumer, min_idle_ms=self.reclaim_after_ms,
-                                                   count=min(room, 100))
-                if not batch:
+                                                   count=min(max(room, 10), 100))
+                if not batch and room > 0:
                     batch = await self._unless_stopping(
                         self.bus.read(self.group, self.consumer, count=min(room, 100))) or []
+                elif not batch:
+                    await self._unless_stopping(asyncio.sleep(0.05))
                 backoff = 0.1
             except Exception:
                 log.warning("delivery: cannot read the stream; retrying in %.1fs", backoff, exc_info=True)

@@ -246,10 +246,10 @@ async def run_worker(redis_client: aioredis.Redis, stream: str,
     """Start DeliveryWorkers (each its own consumer); stopped at the end of the test."""
     running: list[tuple[DeliveryWorker, asyncio.Task[None]]] = []
 
-    def start(consumer: str, *, reclaim_after_s: float = 5.0) -> DeliveryWorker:
+    def start(consumer: str, *, reclaim_after_s: float = 5.0, concurrency: int = 4) -> DeliveryWorker:
         bus = RedisEventBus(redis_client, stream=stream, block_ms=50, consumer_name=consumer)
         deliverer = Deliverer(sender, RedisMarks(redis_client, f"{stream}:delivered"), worker=consumer)
-        worker = DeliveryWorker(bus, deliverer, concurrency=4, reclaim_after_s=reclaim_after_s)
+        worker = DeliveryWorker(bus, deliverer, concurrency=concurrency, reclaim_after_s=reclaim_after_s)
         running.append((worker, asyncio.create_task(worker.run())))
         return worker
 
@@ -318,6 +318,27 @@ async def test_a_dead_consumers_entries_are_taken_over_and_sent_once(
     assert tg.texts_to(320) == ["reply 0 to 320", "reply 1 to 320"]
     assert tg.texts_to(321) == ["reply 0 to 321", "reply 1 to 321"]
     assert len(tg.calls("sendMessage")) == 4
+
+
+async def test_a_full_buffer_of_held_back_messages_still_takes_over_the_earlier_ones(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, redis_client: aioredis.Redis, stream: str,
+    stream_bus: RedisEventBus, run_worker: Callable[..., DeliveryWorker],
+) -> None:
+    """A dead worker held the first reply of 6 chats; the survivor's buffer (4 per unit of concurrency: 4 here)
+    fills with those chats' later replies, all held back behind the first ones. It must still take the first ones
+    over (before the fix it waited for buffer room that only they could free: 616 replies stuck in a CI run)."""
+    chats = list(range(340, 346))
+    for chat in chats:
+        await stream_bus.publish(await agent_reply(crm, bus, chat=chat, text=f"first {chat}"))
+    taken = await stream_bus.read(GROUP, "dead-consumer", count=len(chats), block_ms=0)  # then it died
+    assert len(taken) == len(chats)
+    for chat in chats:
+        await stream_bus.publish(await agent_reply(crm, bus, chat=chat, text=f"second {chat}"))
+    run_worker("worker-d", reclaim_after_s=0.6, concurrency=1)
+    for chat in chats:
+        await tg.wait_for_messages(chat, 2, timeout=20)
+        assert tg.texts_to(chat) == [f"first {chat}", f"second {chat}"]
+    await eventually_nothing_pending(redis_client, stream)
 
 
 async def test_a_newer_message_waits_for_an_earlier_one_held_by_a_dead_consumer(
