@@ -29,15 +29,12 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import resource
 import secrets
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,9 +52,11 @@ from bench.load_telegram import (  # noqa: E402 - after the path above
     max_in_window,
     peak_rss_mb,
     percentiles,
+    run_and_report,
     run_command,
     say,
 )
+from crm_store.services.campaigns import MAX_PER_SECOND  # noqa: E402 - after the path above
 
 TAG = "newsletter"
 TEXT = "Hi {customer.first_name}, spring teas are in!"
@@ -450,29 +449,19 @@ async def cancellable(run: Any) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=3000)
-    parser.add_argument("--per-second", type=int, default=25, help="the campaign's batch size (1 to 25)")
+    parser.add_argument("--per-second", type=int, default=MAX_PER_SECOND,
+                        help=f"the campaign's batch size (1 to {MAX_PER_SECOND})")
     parser.add_argument("--workers", type=int, default=1, help="`kefu worker` processes")
     parser.add_argument("--opted-out-every", type=int, default=10,
                         help="every Nth customer withdrew consent (0: no one)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--keep-logs", action="store_true", help="keep the workers' logs (the folder is named)")
     args = parser.parse_args()
-    if args.customers < 2 or not 1 <= args.per_second <= 30 or args.workers < 1 or args.opted_out_every < 0 \
-            or args.opted_out_every == 1:
-        parser.error("--customers at least 2, --per-second 1 to 30, --workers at least 1, --opted-out-every 0 "
-                     "or at least 2")
-    workdir = Path(tempfile.mkdtemp(prefix="kefu-campaign-"))
-    try:
-        report = asyncio.run(cancellable(bench(args, workdir)))
-    except BaseException:
-        say(f"failed; the workers' logs are kept in {workdir}")
-        raise
-    if not args.keep_logs:
-        shutil.rmtree(workdir, ignore_errors=True)
-    out = json.dumps(report, ensure_ascii=False, indent=2)
-    print(out)
-    if args.out is not None:
-        args.out.write_text(out + "\n", encoding="utf-8")
+    if args.customers < 2 or not 1 <= args.per_second <= MAX_PER_SECOND or args.workers < 1 \
+            or args.opted_out_every < 0 or args.opted_out_every == 1:
+        parser.error(f"--customers at least 2, --per-second 1 to {MAX_PER_SECOND}, --workers at least 1, "
+                     "--opted-out-every 0 or at least 2")
+    run_and_report(lambda args, workdir: cancellable(bench(args, workdir)), args, prefix="kefu-campaign-")
 
 
 if __name__ == "__main__":

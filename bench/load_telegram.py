@@ -698,7 +698,13 @@ def main() -> None:
     if args.think_min < 2 or args.think_max < args.think_min:
         parser.error("--think-min must be at least 2 s (one message a second per chat) and not above --think-max")
     random.seed(args.seed)
-    workdir = Path(tempfile.mkdtemp(prefix="kefu-load-"))
+    run_and_report(bench, args, prefix="kefu-load-")
+
+
+def run_and_report(bench: Any, args: argparse.Namespace, *, prefix: str) -> None:
+    """Run `bench(args, workdir)` in a fresh work folder (removed after unless --keep-logs, kept on failure), print
+    its JSON report and write it to --out."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         report = asyncio.run(bench(args, workdir))
     except BaseException:

@@ -23,6 +23,7 @@ from tests.bot.conftest import Stack, stack  # noqa: F401  (the bot stack: CRM, 
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery"  # every agent the browser tests make
 ARTIFACTS = ROOT / "var" / "artifacts" / "browser"
 # As root, in a closed network: no sandbox, and none of Chromium's background calls home (each would be refused).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -92,3 +93,15 @@ async def live(stack: Stack) -> AsyncIterator[Live]:  # noqa: F811  (the fixture
 
 async def shot(page: Any, folder: Path, name: str) -> None:
     await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+async def signed_in_page(browser: Any, url: str, email: str) -> Any:
+    """A 1280 x 1000 page of the console, signed in as `email` (password PASSWORD), on the inbox."""
+    page = await browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(15_000)
+    await page.goto(f"{url}/login")
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{url}/inbox**")
+    return page

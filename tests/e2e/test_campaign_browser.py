@@ -25,10 +25,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import Live, shot
+from tests.e2e.conftest import PASSWORD, Live, shot, signed_in_page
 from tests.e2e.test_segments_browser import swapped_in
 
-PASSWORD = "correct horse battery"
 CLUB = {901: "Ann", 902: "Bo", 903: "Cy", 904: "Di", 905: "Ed"}
 STOPPED, OUTSIDE = (906, "Fay"), (907, "Gus")
 SCORES = {901: 10, 902: 9, 903: 7, 904: 3}
@@ -75,13 +74,7 @@ async def test_a_supervisor_launches_an_nps_campaign_and_sees_its_results_fill_i
     await chatting_customer(live, *OUTSIDE, club=False)
     await crm.agents.create_agent(email="sue@kefu-tea.example", name="Sue", password=PASSWORD, role="supervisor")
 
-    page = await browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(15_000)
-    await page.goto(f"{url}/login")
-    await page.fill("input[name=email]", "sue@kefu-tea.example")
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{url}/inbox**")
+    page = await signed_in_page(browser, url, "sue@kefu-tea.example")
 
     # The segment, in the rule builder.
     await page.click("nav.mainnav >> text=Segments")

@@ -9,9 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import Live, shot
-
-PASSWORD = "correct horse battery"
+from tests.e2e.conftest import PASSWORD, Live, shot
 
 
 async def test_an_agent_answers_a_telegram_customer_and_resolves_with_csat(

@@ -16,8 +16,7 @@ from console.settings import ConsoleSettings
 from console.throttle import MemoryLoginThrottle
 from tests import support
 from tests.console.test_segments_pages import PEOPLE, RULE
-
-PASSWORD = "correct horse battery"
+from tests.e2e.conftest import PASSWORD, signed_in_page
 
 
 async def swapped_in(page: Any, selector: str) -> None:
@@ -42,13 +41,7 @@ async def url(crm) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
 
 async def test_a_supervisor_builds_a_segment_with_a_group_and_saves_it(url: str, crm, browser: Any,  # type: ignore[no-untyped-def]
                                                                        artifacts: Path) -> None:
-    page = await browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(15_000)
-    await page.goto(f"{url}/login")
-    await page.fill("input[name=email]", "sue@kefu-tea.example")
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{url}/inbox**")
+    page = await signed_in_page(browser, url, "sue@kefu-tea.example")
     await page.click("nav.mainnav >> text=Segments")
     await page.click("text=New segment")
     count = page.locator("#segment-count")
