@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot import courses, linking, loyalty, surveys
+from bot import courses, linking, loyalty, privacy, surveys
 from bot.messages import Button, Incoming, Outcome, Reply
 from bot.state import MemoryStateStore, StateStore
 from bot.texts import LANGUAGES, language_from_code, text
@@ -237,6 +237,8 @@ class _Turn:
             return await loyalty.on_button(self, kind, rest)
         if kind == "sv":
             return await surveys.on_button(self, rest)
+        if kind == "pv":
+            return await privacy.on_button(self, rest)
         if kind in ("co", "qz"):
             return await courses.on_button(self, kind, rest)
         if kind == "lang" and rest in LANGUAGES:
@@ -278,6 +280,8 @@ class _Turn:
             return [Reply(self.t("choose_language"), (Button("English", "lang:en"), Button("中文", "lang:zh")))]
         if command == "/stop":
             return await self.stop(None)
+        if command == "/privacy":
+            return await privacy.show(self)
         return [Reply(self.t("help"))]
 
     def set_language(self, language: str, intent: str | None) -> list[Reply]:

@@ -60,9 +60,10 @@ log = logging.getLogger(__name__)
 
 COMMANDS = {
     "en": [("start", "Start / welcome"), ("help", "What I can do"), ("courses", "Product courses"),
-           ("human", "Talk to a person"), ("language", "English / 中文"), ("stop", "No more surveys or offers")],
+           ("human", "Talk to a person"), ("language", "English / 中文"), ("privacy", "What we store about you"),
+           ("stop", "No more surveys or offers")],
     "zh": [("start", "开始"), ("help", "使用帮助"), ("courses", "产品课程"), ("human", "转人工客服"),
-           ("language", "切换语言 English / 中文"), ("stop", "不再接收问卷和推广")],
+           ("language", "切换语言 English / 中文"), ("privacy", "我的数据"), ("stop", "不再接收问卷和推广")],
 }
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 CALLBACK_DATA_MAX = 64  # bytes, Telegram's limit

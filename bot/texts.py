@@ -14,10 +14,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "help": {
         "en": "You can ask me a question in your own words, or ask about your points.\n/courses: product courses\n"
               "/link CODE: link this chat to your membership\n/human: talk to a person\n"
-              "/language: 中文 / English\n/stop: no more surveys or offers",
+              "/language: 中文 / English\n/privacy: what we store about you\n/stop: no more surveys or offers",
         "zh": "直接用您自己的话提问就可以，也可以查询积分。\n/courses：产品课程\n"
               "/link 关联码：将本对话关联到您的会员账户\n/human：联系人工客服\n/language：English / 中文\n"
-              "/stop：不再接收问卷和推广",
+              "/privacy：查看我们保存的您的信息\n/stop：不再接收问卷和推广",
     },
     "greet": {"en": "Hello! How can I help you today?", "zh": "您好！请问有什么可以帮您？"},
     "thanks": {"en": "You're welcome! Anything else I can do for you?", "zh": "不客气！还有什么可以帮您的吗？"},
@@ -187,6 +187,37 @@ TEXTS: dict[str, dict[str, str]] = {
                          "zh": "🎓 恭喜您完成了《{title}》！测验得分：{correct}/{total}。"},
     "course_resume_button": {"en": "Continue ▶", "zh": "继续学习 ▶"},
     "course_all": {"en": "📚 All courses", "zh": "📚 全部课程"},
+    "privacy_intro": {"en": "🔒 This is what we store about you:", "zh": "🔒 我们保存的您的信息如下："},
+    "privacy_profile": {"en": "Name: {name}\nE-mail: {email}\nPhone: {phone}",
+                        "zh": "姓名：{name}\n邮箱：{email}\n电话：{phone}"},
+    "privacy_channels": {"en": "Chats: {channels}", "zh": "聊天渠道：{channels}"},
+    "privacy_counts": {
+        "en": "Conversations: {conversations} ({messages} messages), tickets: {tickets}, orders: {orders}, "
+              "survey answers: {survey_answers}, courses: {courses}",
+        "zh": "对话：{conversations}（{messages} 条消息），工单：{tickets}，订单：{orders}，"
+              "问卷回答：{survey_answers}，课程：{courses}",
+    },
+    "privacy_points": {"en": "Loyalty points: {points} (tier: {tier})", "zh": "会员积分：{points}（等级：{tier}）"},
+    "privacy_consent_yes": {"en": "Surveys and offers: yes (/stop to opt out)",
+                            "zh": "接收问卷和推广：是（输入 /stop 退订）"},
+    "privacy_consent_no": {"en": "Surveys and offers: no", "zh": "接收问卷和推广：否"},
+    "privacy_none": {"en": "(none)", "zh": "（无）"},
+    "privacy_erase_button": {"en": "🗑 Erase my data", "zh": "🗑 删除我的数据"},
+    "privacy_confirm": {
+        "en": "Erasing removes your name, contact details, chats and points history for good, and cannot be "
+              "undone. Orders are kept without your name for our accounts. Shall we go ahead?",
+        "zh": "删除后，您的姓名、联系方式、聊天记录和积分记录将被永久清除，无法恢复。"
+              "订单会以匿名方式保留用于财务记录。确定要删除吗？",
+    },
+    "privacy_confirm_button": {"en": "Yes, erase my data", "zh": "确定删除"},
+    "privacy_keep_button": {"en": "No, keep it", "zh": "不删除"},
+    "privacy_requested": {
+        "en": "Your erasure request #{request} is recorded. Our team carries it out within 30 days; this chat "
+              "forgets you once it is done.",
+        "zh": "您的删除申请 #{request} 已记录。我们会在 30 天内处理完毕，届时本对话将不再保留您的信息。",
+    },
+    "privacy_pending": {"en": "Your erasure request is being processed.", "zh": "您的删除申请正在处理中。"},
+    "privacy_kept": {"en": "OK, nothing was changed.", "zh": "好的，未做任何更改。"},
     "course_stale": {"en": "Sorry, that button doesn't work any more. Here are the courses you can take:",
                      "zh": "抱歉，这个按钮已失效。您可以从这里选择课程："},
 }

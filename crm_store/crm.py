@@ -7,6 +7,7 @@ from crm_store.db import Database
 from crm_store.services.agents import AgentService
 from crm_store.services.app_settings import AppSettingsService
 from crm_store.services.assignment import AssignmentService
+from crm_store.services.audit import AuditService
 from crm_store.services.campaigns import CampaignService
 from crm_store.services.canned import CannedResponseService
 from crm_store.services.conversations import ConversationService
@@ -17,6 +18,7 @@ from crm_store.services.knowledge import KnowledgeService
 from crm_store.services.kpis import KpiService
 from crm_store.services.loyalty import LoyaltyService
 from crm_store.services.orders import OrderService
+from crm_store.services.privacy import PrivacyService
 from crm_store.services.reports import ReportService
 from crm_store.services.segments import SegmentService
 from crm_store.services.sla import SlaService
@@ -52,6 +54,8 @@ class CRM:
         self.campaigns = CampaignService(**deps)  # surveys, course invitations and messages sent to a segment
         self.updates = InboundUpdateService(**deps)  # channels' raw updates, stored before they are acknowledged
         self.segments = SegmentService(**deps)  # saved customer segments: rules, live count, member ids
+        self.audit = AuditService(**deps)  # the append-only audit log: sign-ins, views, exports, erasures, changes
+        self.privacy = PrivacyService(**deps)  # a customer's data: shown, exported, erased; erasure requests
 
     async def close(self) -> None:
         await self.events.close()

@@ -24,6 +24,7 @@ class CustomerView:
     external_ref: str | None
     merged_into_id: int | None
     created_at: datetime
+    erased_at: datetime | None = None  # personal data erased: the record is a husk kept for the figures
 
     @classmethod
     def of(cls, c: m.Customer) -> CustomerView:
@@ -39,6 +40,7 @@ class CustomerView:
             external_ref=c.external_ref,
             merged_into_id=c.merged_into_id,
             created_at=c.created_at,
+            erased_at=c.erased_at,
         )
 
 
@@ -1311,3 +1313,67 @@ class CampaignProgress:
     @property
     def response_rate(self) -> float:
         return self.answered / self.queued if self.queued else 0.0
+
+
+# --- privacy and audit ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditEntryView:
+    id: int
+    at: datetime
+    actor: str
+    agent_id: int | None
+    actor_label: str
+    action: str
+    subject_type: str | None
+    subject_id: str | None
+    details: dict[str, Any]
+    ip: str
+
+    @classmethod
+    def of(cls, e: m.AuditEntry) -> AuditEntryView:
+        return cls(id=e.id, at=e.at, actor=str(e.actor), agent_id=e.agent_id, actor_label=e.actor_label,
+                   action=e.action, subject_type=e.subject_type, subject_id=e.subject_id,
+                   details=dict(e.details or {}), ip=e.ip)
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: tuple[AuditEntryView, ...]
+    next_before: int | None  # pass as `before` for older entries; None: this is the last page
+
+
+@dataclass(frozen=True)
+class PrivacySummary:
+    """What Kefu stores about a customer, as the customer is shown it in the chat (/privacy)."""
+
+    customer_id: int
+    name: str
+    email: str | None
+    phone: str | None
+    language: str
+    marketing_consent: bool
+    channels: tuple[str, ...]
+    counts: dict[str, int]  # conversations, messages, tickets, orders, survey_answers, courses
+    points: int | None
+    tier: str | None
+    erasure_pending: bool
+
+
+@dataclass(frozen=True)
+class PrivacyRequestView:
+    id: int
+    customer_id: int
+    customer_name: str
+    channel: str | None
+    status: str
+    requested_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    customer_ids: tuple[int, ...]  # the customer and every record merged into them
+    rows: dict[str, int]  # table -> rows erased, anonymised or deleted
+    audit_entry_id: int

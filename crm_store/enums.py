@@ -168,3 +168,36 @@ class Granularity(StrEnum):
     DAY = "day"
     WEEK = "week"  # ISO week, Monday to Sunday
     MONTH = "month"
+
+
+class AuditAction(StrEnum):
+    """What the audit log records (its `action` column)."""
+
+    LOGIN = "login"
+    LOGIN_FAILED = "login.failed"
+    LOGOUT = "logout"
+    CUSTOMER_VIEWED = "customer.viewed"
+    CUSTOMER_EXPORTED = "customer.exported"
+    CUSTOMER_ERASED = "customer.erased"
+    ERASURE_REQUESTED = "customer.erasure_requested"
+    DATA_SHOWN = "customer.data_shown"  # the customer asked the bot what is stored about them (/privacy)
+    POINTS_ADJUSTED = "points.adjusted"
+    AGENT_CREATED = "agent.created"
+    AGENT_CHANGED = "agent.changed"  # role, team, name, active
+    PASSWORD_RESET = "agent.password_reset"
+    SETTING_CHANGED = "setting.changed"
+    TOKEN_CREATED = "token.created"
+    TOKEN_REVOKED = "token.revoked"
+
+
+class Actor(StrEnum):
+    AGENT = "agent"
+    API = "api"  # an API token
+    CUSTOMER = "customer"
+    SYSTEM = "system"  # a command line, a timer
+
+
+class PrivacyRequestStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"  # the customer was erased
+    DECLINED = "declined"

@@ -78,6 +78,15 @@ class CustomersMerged(DomainEvent):
     agent_id: int | None = None  # None: merged by the system (a linked chat, an import)
 
 
+class CustomerErased(DomainEvent):
+    """A customer's personal data was erased: processes drop what they hold of it (caches, chat state)."""
+
+    name: ClassVar[str] = "customer.erased"
+    customer_ids: list[int]
+    conversation_ids: list[int]
+    chats: list[tuple[str, str]]  # (channel, external id) of the chats whose identities were removed
+
+
 class MessageReceived(DomainEvent):
     name: ClassVar[str] = "message.received"
     conversation_id: int

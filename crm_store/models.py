@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from crm_store.coltypes import UTCDateTime, utcnow
 from crm_store.enums import (
+    Actor,
     AgentRole,
     ArticleStatus,
     CampaignKind,
@@ -39,6 +40,7 @@ from crm_store.enums import (
     LoyaltyTransactionKind,
     MessageDirection,
     OrderStatus,
+    PrivacyRequestStatus,
     RecipientStatus,
     RedemptionStatus,
     SenderType,
@@ -203,6 +205,7 @@ class Customer(TimestampMixin, Base):
         ForeignKey("customers.id", ondelete="SET NULL"), index=True
     )
     merged_at: Mapped[datetime | None]
+    erased_at: Mapped[datetime | None]  # personal data removed (crm_store.services.privacy): the row is a husk
 
     identities: Mapped[list[ChannelIdentity]] = relationship(back_populates="customer", lazy="raise")
 
@@ -729,3 +732,43 @@ class CampaignRecipient(Base):
     invitation_id: Mapped[int | None] = mapped_column(ForeignKey("survey_invitations.id", ondelete="SET NULL"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- privacy and audit ----------------------------------------------------------------------------------------------
+
+
+class PrivacyRequest(Base):
+    """A customer's request, from the chat, to have their personal data erased; an admin carries it out."""
+
+    __tablename__ = "privacy_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[Channel | None] = mapped_column(enum_column(Channel))
+    status: Mapped[PrivacyRequestStatus] = mapped_column(
+        enum_column(PrivacyRequestStatus), default=PrivacyRequestStatus.PENDING
+    )
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    resolved_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+
+
+class AuditEntry(Base):
+    """Who did what to whom, append-only: database triggers refuse UPDATE and DELETE (migration 0009).
+
+    No foreign keys: an entry outlives the agent or the customer it names, and holds no customer's personal data
+    (a customer is named by id), so an erasure never needs to touch it."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[Actor] = mapped_column(enum_column(Actor))
+    agent_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor_label: Mapped[str] = mapped_column(String(254), default="")  # the agent's e-mail or token's name then
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    subject_type: Mapped[str | None] = mapped_column(String(30))  # customer, agent, setting, token
+    subject_id: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ip: Mapped[str] = mapped_column(String(64), default="")

@@ -99,3 +99,30 @@ async def serving(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=15)
+
+
+async def personal_data_left(db: Any, needles: list[str]) -> list[tuple[str, str, str]]:
+    """Every (table, column, value) in the whole database that holds one of `needles` (case aside): all tables,
+    all columns, JSON and bytes included. An erasure test expects none."""
+    import json
+
+    from sqlalchemy import MetaData, select
+
+    metadata = MetaData()
+    async with db.engine.connect() as conn:
+        await conn.run_sync(metadata.reflect)
+        found = []
+        for table in metadata.sorted_tables:
+            for row in (await conn.execute(select(table))).mappings():
+                for column, value in row.items():
+                    if value is None:
+                        continue
+                    if isinstance(value, bytes):
+                        shown = value.decode("utf-8", "ignore")
+                    elif isinstance(value, dict | list):
+                        shown = json.dumps(value, ensure_ascii=False)
+                    else:
+                        shown = str(value)
+                    if any(needle.lower() in shown.lower() for needle in needles):
+                        found.append((table.name, column, shown[:200]))
+    return found

@@ -26,8 +26,9 @@ from crm_store.dto import (
     StartedSession,
     TeamView,
 )
-from crm_store.enums import AgentRole
+from crm_store.enums import Actor, AgentRole, AuditAction
 from crm_store.errors import ConflictError, NotFound
+from crm_store.services.audit import audit_in
 from crm_store.services.base import Service
 
 _hasher = PasswordHasher()
@@ -73,9 +74,9 @@ class AgentService(Service):
 
     async def create_agent(
         self, *, email: str, name: str, password: str, role: AgentRole | str = AgentRole.AGENT,
-        team_id: int | None = None, language: str = "en",
+        team_id: int | None = None, language: str = "en", by_agent_id: int | None = None,
     ) -> AgentView:
-        """A new agent; the e-mail must be free (compared without case)."""
+        """A new agent; the e-mail must be free (compared without case). Audited (by_agent_id None: the CLI)."""
         email = email.strip().lower()
         if "@" not in email:
             raise ValueError(f"Not an e-mail address: {email!r}.")
@@ -88,6 +89,9 @@ class AgentService(Service):
             agent = m.Agent(email=email, name=name or email, role=AgentRole(role), team_id=team_id,
                             password_hash=hash_password(password), language=language)
             uow.session.add(agent)
+            await uow.session.flush()
+            audit_in(uow.session, action=AuditAction.AGENT_CREATED, **_by(by_agent_id), subject_type="agent",
+                     subject_id=agent.id, details={"email": email, "role": str(agent.role), "team_id": team_id})
             await uow.commit()
             return AgentView.of(agent)
 
@@ -115,7 +119,7 @@ class AgentService(Service):
 
     async def update_agent(
         self, *, agent_id: int, role: AgentRole | str | None = None, team_id: int | _Keep | None = KEEP,
-        active: bool | None = None, name: str | None = None,
+        active: bool | None = None, name: str | None = None, by_agent_id: int | None = None,
     ) -> AgentView:
         """Change what is given; deactivating an agent ends their sessions. Kefu keeps at least one active admin."""
         async with self.uow() as uow:
@@ -129,6 +133,7 @@ class AgentService(Service):
                     m.Agent.role == AgentRole.ADMIN, m.Agent.active.is_(True), m.Agent.id != agent_id))
                 if not others:
                     raise ConflictError("Kefu needs at least one active admin.")
+            before = {"role": str(agent.role), "active": agent.active, "team_id": agent.team_id, "name": agent.name}
             agent.role = new_role
             agent.active = new_active
             if team_id is not KEEP:
@@ -137,18 +142,25 @@ class AgentService(Service):
                 if not name.strip():
                     raise ValueError("A name cannot be empty.")
                 agent.name = name.strip()
+            after = {"role": str(agent.role), "active": agent.active, "team_id": agent.team_id, "name": agent.name}
+            changes = {key: [before[key], after[key]] for key in before if before[key] != after[key]}
+            if changes:
+                audit_in(uow.session, action=AuditAction.AGENT_CHANGED, **_by(by_agent_id), subject_type="agent",
+                         subject_id=agent_id, details=changes)
             if not new_active:
                 await self._revoke_sessions(uow.session, agent_id)
             await uow.commit()
             return AgentView.of(agent)
 
-    async def set_password(self, *, agent_id: int, password: str) -> None:
+    async def set_password(self, *, agent_id: int, password: str, by_agent_id: int | None = None) -> None:
         """A new password; every session of the agent ends (they sign in again with it)."""
         password_hash = hash_password(password)
         async with self.uow() as uow:
             agent = await self._agent(uow.session, agent_id, for_update=True)
             agent.password_hash = password_hash
             await self._revoke_sessions(uow.session, agent_id)
+            audit_in(uow.session, action=AuditAction.PASSWORD_RESET, **_by(by_agent_id), subject_type="agent",
+                     subject_id=agent_id)
             await uow.commit()
 
     # --- teams ----------------------------------------------------------------------------------------------
@@ -272,6 +284,9 @@ class AgentService(Service):
                              scopes=sorted(set(scopes)), created_by_agent_id=created_by_agent_id,
                              created_at=utcnow(), expires_at=expires_at)
             uow.session.add(row)
+            await uow.session.flush()
+            audit_in(uow.session, action=AuditAction.TOKEN_CREATED, **_by(created_by_agent_id),
+                     subject_type="token", subject_id=row.id, details={"name": row.name, "scopes": row.scopes})
             await uow.commit()
             return CreatedApiToken(token=token, view=ApiTokenView.of(row))
 
@@ -292,13 +307,15 @@ class AgentService(Service):
                 await uow.commit()
             return ApiTokenView.of(row)
 
-    async def revoke_api_token(self, *, token_id: int) -> ApiTokenView:
+    async def revoke_api_token(self, *, token_id: int, by_agent_id: int | None = None) -> ApiTokenView:
         async with self.uow() as uow:
             row = await uow.session.get(m.ApiToken, token_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"No API token {token_id}.")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
+                audit_in(uow.session, action=AuditAction.TOKEN_REVOKED, **_by(by_agent_id), subject_type="token",
+                         subject_id=token_id, details={"name": row.name})
             await uow.commit()
             return ApiTokenView.of(row)
 
@@ -338,3 +355,8 @@ class AgentService(Service):
 def token_hash(token: str) -> str:
     """What the store keeps of a session or API token: its SHA-256, hex (the token has 256 random bits)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _by(agent_id: int | None) -> dict[str, object]:
+    """The audit entry's actor: the agent who did it, or the system (the command line) when there is none."""
+    return {"actor": Actor.AGENT if agent_id is not None else Actor.SYSTEM, "agent_id": agent_id}

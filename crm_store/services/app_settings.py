@@ -9,6 +9,8 @@ from sqlalchemy import select
 from crm_store import models as m
 from crm_store.coltypes import utcnow
 from crm_store.dto import AppSettingView
+from crm_store.enums import Actor, AuditAction
+from crm_store.services.audit import audit_in
 from crm_store.services.base import Service
 
 
@@ -25,6 +27,10 @@ class AppSettingsService(Service):
             raise ValueError("A setting's value cannot be null.")
         async with self.uow() as uow:
             row = await uow.session.get(m.AppSetting, key, with_for_update=True)
+            audit_in(uow.session, action=AuditAction.SETTING_CHANGED,
+                     actor=Actor.AGENT if by_agent_id is not None else Actor.SYSTEM, agent_id=by_agent_id,
+                     subject_type="setting", subject_id=key,
+                     details={"from": row.value if row is not None else None, "to": value})
             if row is None:
                 row = m.AppSetting(key=key, value=value, updated_by_agent_id=by_agent_id)
                 uow.session.add(row)

@@ -16,10 +16,11 @@ from crm_store.dto import (
     RewardView,
     TierView,
 )
-from crm_store.enums import LoyaltyTransactionKind, RedemptionStatus, TicketPriority
+from crm_store.enums import Actor, AuditAction, LoyaltyTransactionKind, RedemptionStatus, TicketPriority
 from crm_store.errors import OutOfStock, RewardUnavailable
 from crm_store.events import RewardRedeemed
 from crm_store.services import ledger
+from crm_store.services.audit import audit_in
 from crm_store.services.base import Service
 
 
@@ -91,6 +92,11 @@ class LoyaltyService(Service):
                 customer_id=customer_id, kind=kind, points=points, reason=reason,
                 idempotency_key=idempotency_key, order_ref=order_ref, agent_id=agent_id,
             )])
+            if kind == LoyaltyTransactionKind.ADJUST and posting.transaction_ids:  # not a replayed key
+                audit_in(uow.session, action=AuditAction.POINTS_ADJUSTED,
+                         actor=Actor.AGENT if agent_id is not None else Actor.SYSTEM, agent_id=agent_id,
+                         subject_type="customer", subject_id=customer_id,
+                         details={"points": points, "transaction_id": posting.transaction_ids[idempotency_key]})
             for event in posting.events:
                 uow.emit(event)
             await uow.commit()
