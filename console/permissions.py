@@ -3,7 +3,7 @@
 Agents work their own and their team's tickets, see customers and make link codes for them, and read the KB;
 supervisors see everything, reassign, adjust loyalty points, author surveys, courses, KB articles and customer
 segments, send campaigns to segments, merge duplicate customers, and see analytics; admins can do all of that and
-manage agents, teams, API tokens and settings."""
+manage agents, teams, API tokens and settings, export and erase customers' data, and read the audit log."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ class Permission(StrEnum):
     TEAMS_MANAGE = "teams.manage"
     API_TOKENS_MANAGE = "api_tokens.manage"
     SETTINGS_MANAGE = "settings.manage"
+    PRIVACY_MANAGE = "privacy.manage"  # export a customer's data, erase a customer, see erasure requests
+    AUDIT_VIEW = "audit.view"  # read the audit log
 
 
 _AGENT = frozenset({
@@ -51,6 +53,7 @@ _SUPERVISOR = _AGENT | {
 }
 _ADMIN = _SUPERVISOR | {
     Permission.AGENTS_MANAGE, Permission.TEAMS_MANAGE, Permission.API_TOKENS_MANAGE, Permission.SETTINGS_MANAGE,
+    Permission.PRIVACY_MANAGE, Permission.AUDIT_VIEW,
 }
 
 ROLE_PERMISSIONS: dict[AgentRole, frozenset[Permission]] = {

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Query, Request
 
 from console.api import schemas as s
 from console.api.auth import CONFLICT, NOT_FOUND, area_router, entity_id, require_scope
 from console.context import ConsoleDep
 from console.permissions import ApiScope
+from console.security import client_ip
 from crm_store.dto import ApiTokenView
+from crm_store.enums import Actor, AuditAction
 
 router = area_router("/customers")
 
@@ -36,9 +38,13 @@ async def list_customers(
 
 @router.get("/{customer_id}", response_model=s.CustomerDetail, responses=NOT_FOUND,
             summary="A customer and their chat identities")
-async def get_customer(console: ConsoleDep, _: Reader, customer_id: CustomerId) -> s.CustomerDetail:
+async def get_customer(request: Request, console: ConsoleDep, token: Reader,
+                       customer_id: CustomerId) -> s.CustomerDetail:
     customer = await console.crm.customers.get(customer_id=customer_id)
     identities = await console.crm.customers.identities(customer_id=customer_id)
+    await console.crm.audit.record(action=AuditAction.CUSTOMER_VIEWED, actor=Actor.API,
+                                   actor_label=f"API token {token.name} ({token.prefix}…)", subject_type="customer",
+                                   subject_id=customer_id, ip=client_ip(request))
     return s.CustomerDetail(**s.Customer.model_validate(customer).model_dump(),
                             identities=[s.Identity.model_validate(i) for i in identities])
 

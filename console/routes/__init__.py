@@ -18,6 +18,7 @@ def console_router() -> APIRouter:
         duplicates,
         inbox,
         kb,
+        privacy,
         reports,
         sections,
         segments,
@@ -26,7 +27,8 @@ def console_router() -> APIRouter:
 
     router = APIRouter()
     # duplicates before customers: `/customers/{customer_id}` would take `/customers/duplicates`
-    for area in (auth, sections, admin, duplicates, customers, kb, inbox, conversations, dashboard, surveys, courses,
-                 segments, campaigns, reports):
+    # privacy before customers too: its `/customers/{customer_id}/export.json` is more specific
+    for area in (auth, sections, admin, privacy, duplicates, customers, kb, inbox, conversations, dashboard, surveys,
+                 courses, segments, campaigns, reports):
         router.include_router(area.router)
     return router

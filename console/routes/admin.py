@@ -91,12 +91,13 @@ async def list_agents(request: Request, console: ConsoleDep, _: Agents) -> Respo
 
 
 @router.post("/agents")
-async def create_agent(request: Request, console: ConsoleDep, _: Agents, email: FormStr = "", name: FormStr = "",
+async def create_agent(request: Request, console: ConsoleDep, admin: Agents, email: FormStr = "", name: FormStr = "",
                        role: FormStr = "agent", team_id: FormStr = "", password: FormStr = "") -> Response:
     draft = {"email": email, "name": name, "role": role, "team_id": team_id}
     try:
         await console.crm.agents.create_agent(email=email, name=name.strip(), password=password,
-                                              role=role_choice(role), team_id=team_choice(team_id))
+                                              role=role_choice(role), team_id=team_choice(team_id),
+                                              by_agent_id=admin.agent.id)
     except (ValueError, DomainError) as exc:
         return await agents_page(request, console, status_code=400, error=str(exc), draft=draft)
     return redirect("/admin/agents?notice=agent-created")
@@ -113,7 +114,8 @@ async def update_agent(request: Request, console: ConsoleDep, admin: Agents, age
         if agent_id == admin.agent.id and ((new_role and new_role != target.role) or new_active is False):
             raise ValueError("You cannot change your own role or deactivate yourself; ask another admin.")
         await console.crm.agents.update_agent(agent_id=agent_id, role=new_role, active=new_active, name=name,
-                                              team_id=KEEP if team_id is None else team_choice(team_id))
+                                              team_id=KEEP if team_id is None else team_choice(team_id),
+                                              by_agent_id=admin.agent.id)
     except NotFound:
         return not_found(request, "agent")
     except (ValueError, DomainError) as exc:
@@ -122,10 +124,10 @@ async def update_agent(request: Request, console: ConsoleDep, admin: Agents, age
 
 
 @router.post("/agents/{agent_id}/password")
-async def reset_password(request: Request, console: ConsoleDep, _: Agents, agent_id: int,
+async def reset_password(request: Request, console: ConsoleDep, admin: Agents, agent_id: int,
                          password: FormStr = "") -> Response:
     try:
-        await console.crm.agents.set_password(agent_id=agent_id, password=password)
+        await console.crm.agents.set_password(agent_id=agent_id, password=password, by_agent_id=admin.agent.id)
     except NotFound:
         return not_found(request, "agent")
     except ValueError as exc:
@@ -205,9 +207,9 @@ async def create_token(request: Request, console: ConsoleDep, admin: Tokens, nam
 
 
 @router.post("/tokens/{token_id}/revoke")
-async def revoke_token(request: Request, console: ConsoleDep, _: Tokens, token_id: int) -> Response:
+async def revoke_token(request: Request, console: ConsoleDep, admin: Tokens, token_id: int) -> Response:
     try:
-        await console.crm.agents.revoke_api_token(token_id=token_id)
+        await console.crm.agents.revoke_api_token(token_id=token_id, by_agent_id=admin.agent.id)
     except NotFound:
         return not_found(request, "API token")
     return redirect("/admin/tokens?notice=token-revoked")

@@ -25,6 +25,7 @@ from console.security import (
 )
 from console.throttle import Limit
 from console.web import redirect, render
+from crm_store.enums import Actor, AuditAction
 
 router = APIRouter()
 
@@ -74,6 +75,8 @@ async def login(
     if agent is None:
         await console.throttle.record_failure([limit.key for limit in limits],
                                               window_s=math.ceil(settings.login_window.total_seconds()))
+        await console.crm.audit.record(action=AuditAction.LOGIN_FAILED, actor=Actor.SYSTEM, actor_label=email,
+                                       ip=client_ip(request))
         return login_form(request, status_code=401, error=BAD_CREDENTIALS, email=email, next_path=next_path)
     await console.throttle.clear(limits[0].key)  # not the address's count: one good password must not reset it
     old = session_token(request)
@@ -83,6 +86,9 @@ async def login(
         agent_id=agent.id, ttl=settings.session_ttl, user_agent=request.headers.get("user-agent", ""),
         ip=client_ip(request),
     )
+    await console.crm.audit.record(action=AuditAction.LOGIN, agent_id=agent.id, actor_label=agent.email,
+                                   ip=client_ip(request),
+                                   details={"user_agent": request.headers.get("user-agent", "")[:200]})
     response = redirect(safe_next(next_path))
     set_session_cookie(request, response, started.token, started.expires_at)
     clear_login_csrf(request, response)
@@ -91,8 +97,10 @@ async def login(
 
 @router.post("/logout")
 async def logout(request: Request, console: ConsoleDep,
-                 _: Annotated[SignedIn, require(Permission.CONSOLE_USE)]) -> Response:
+                 signed: Annotated[SignedIn, require(Permission.CONSOLE_USE)]) -> Response:
     await console.crm.agents.end_session(token=session_token(request) or "")
+    await console.crm.audit.record(action=AuditAction.LOGOUT, agent_id=signed.agent.id,
+                                   actor_label=signed.agent.email, ip=client_ip(request))
     response = redirect("/login")
     clear_session_cookie(request, response)
     return response

@@ -13,8 +13,9 @@ from fastapi.responses import Response
 
 from console.context import Console, ConsoleDep
 from console.permissions import Permission, require
-from console.security import SignedIn
+from console.security import SignedIn, client_ip
 from console.web import redirect, render
+from crm_store.enums import AuditAction
 from crm_store.errors import ConflictError, InsufficientPoints, NotFound
 
 router = APIRouter(prefix="/customers")
@@ -32,7 +33,8 @@ MAX_SHOWN = 1000  # the most ledger or timeline rows one page asks for
 MAX_ADJUSTMENT = 1_000_000
 MAX_REASON = 300  # loyalty_transactions.reason is VARCHAR(300)
 NOTICES = {"points-adjusted": "Points adjusted. The change is in the ledger below.",
-           "merged": "Merged: everything of the merged records is on this customer now (see the timeline)."}
+           "merged": "Merged: everything of the merged records is on this customer now (see the timeline).",
+           "erased": "Erased: this customer's personal data is gone from every table; the audit log records it."}
 TICKET_OPEN = {"new", "open", "pending"}
 
 
@@ -86,11 +88,15 @@ async def customer_page(request: Request, console: Console, customer_id: int, *,
 
 
 @router.get("/{customer_id}")
-async def show_customer(request: Request, console: ConsoleDep, _: Viewer, customer_id: CustomerId) -> Response:
+async def show_customer(request: Request, console: ConsoleDep, signed: Viewer, customer_id: CustomerId) -> Response:
     try:
-        return await customer_page(request, console, customer_id)
+        page = await customer_page(request, console, customer_id)
     except NotFound:
         return _not_found(request)
+    await console.crm.audit.record(action=AuditAction.CUSTOMER_VIEWED, agent_id=signed.agent.id,
+                                   actor_label=signed.agent.email, subject_type="customer", subject_id=customer_id,
+                                   ip=client_ip(request))
+    return page
 
 
 def _adjustment(points: str, reason: str) -> int:

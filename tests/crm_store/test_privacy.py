@@ -28,7 +28,7 @@ NEEDLES = [NAME, "Quartermaine", EMAIL, "4155550132", PHONE, "415 555 0132"]
 async def seed_person(crm):  # type: ignore[no-untyped-def]
     """A customer with something in every table that can hold a customer's data; and others who name them."""
     await make_tiers(crm)
-    agent = await make_agent(crm, role="supervisor")
+    agent = await make_agent(crm, email="privacy-supervisor@example.com", role="supervisor")
     first = await crm.conversations.record_incoming(
         channel="telegram", external_id="7001", display_name=NAME,
         text=f"Hi, I'm {NAME}, mail me at {EMAIL} or call {PHONE}")
