@@ -20,6 +20,7 @@ from bot.state import MemoryStateStore, StateStore
 from bot.texts import LANGUAGES, language_from_code, text
 from crm_store.enums import ConversationStatus, HandoffReason, SenderType, TicketPriority
 from crm_store.errors import NotFound
+from crm_store.events import CustomerErased
 from knowledge_base.lang import detect_language
 from knowledge_base.records import SearchResult
 from knowledge_base.search import QueryEncoding
@@ -57,6 +58,10 @@ class DialogueEngine:
         bus.subscribe("bot-surveys", self.on_event)
 
     async def on_event(self, event: Any) -> None:
+        if isinstance(event, CustomerErased):  # the chats forget them too (language, a pending survey, a phone)
+            for channel, external_id in event.chats:
+                await self.state.set(f"{channel}:{external_id}", {})
+            return
         await surveys.on_event(self, event)
 
     async def push(self, *, conversation_id: int, reply: Reply, idempotency_key: str | None = None) -> Reply:

@@ -73,6 +73,13 @@ class VectorCache:
         self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
     def encode(self, encoder: Encoder, texts: list[str]) -> np.ndarray:
         """One L2-normalised row per text (texts distinct), from the cache or encoded now."""
         found: dict[str, np.ndarray] = {}

@@ -163,9 +163,12 @@ class KnowledgeBase:
                 await asyncio.wait_for((stop or asyncio.Event()).wait(), timeout=self.settings.refresh_interval_s)
 
     async def on_event(self, event: Any) -> None:
-        """Bus handler: a kb.changed event newer than our revision triggers a refresh."""
+        """Bus handler: a kb.changed event newer than our revision triggers a refresh; a customer's erasure
+        empties the cache of questions asked (customers' own words, kept as keys)."""
         if getattr(event, "name", "") == "kb.changed" and getattr(event, "revision", 0) != self.revision:
             await self.refresh()
+        elif getattr(event, "name", "") == "customer.erased":
+            self._question_vectors.clear()
 
     # --- searching -------------------------------------------------------------------------------------
 
