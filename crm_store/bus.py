@@ -241,6 +241,30 @@ class RedisEventBus:
         """Append the event to the stream (XADD, trimmed to about `maxlen` entries)."""
         await self.redis.xadd(self.stream, event.to_wire(), maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
 
+    async def forget(self, matches: Callable[[DomainEvent], bool], *, batch: int = 500) -> int:
+        """Delete (XDEL) every entry of the stream and its dead-letter stream whose event `matches`: what an
+        erasure removes from the database must not stay readable here (an agent's reply carries its text). A
+        pending entry deleted this way is dropped from its group by the next XAUTOCLAIM. Returns how many."""
+        deleted = 0
+        for stream in (self.stream, self.dead_letter_stream):
+            start = "-"
+            while True:
+                entries = await self.redis.xrange(stream, min=start, max="+", count=batch)
+                doomed = []
+                for entry_id, fields in entries:
+                    try:
+                        event = DomainEvent.from_wire(_text_fields(fields))
+                    except (UnknownEvent, KeyError, TypeError, ValueError, ValidationError):
+                        continue
+                    if matches(event):
+                        doomed.append(entry_id)
+                if doomed:
+                    deleted += int(await self.redis.xdel(stream, *doomed))
+                if len(entries) < batch:
+                    break
+                start = "(" + _text(entries[-1][0])  # exclusive: after the last entry read
+        return deleted
+
     # -- low-level consumer API -------------------------------------------------------------------------------
 
     async def ensure_group(self, group: str) -> None:

@@ -323,6 +323,11 @@ class PrivacyService(Service):
                                     chats=scope.chats))
             report = ErasureReport(customer_ids=tuple(scope.customer_ids), rows=rows, audit_entry_id=entry.id)
             await uow.commit()
+        forget = getattr(self.events, "forget", None)  # a Redis stream keeps past events (an agent's reply text)
+        if forget is not None:
+            customers, conversations = set(scope.customer_ids), set(scope.conversation_ids)
+            await forget(lambda event: getattr(event, "conversation_id", None) in conversations
+                         or getattr(event, "customer_id", None) in customers)
         return report
 
 

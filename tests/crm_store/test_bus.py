@@ -534,3 +534,25 @@ async def _true(value: bool) -> bool:
 
 def _name(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def test_redis_forget_deletes_the_matching_entries_of_the_stream_and_dead_letters(
+        make_bus: MakeBus, redis_client: aioredis.Redis, stream: str) -> None:
+    bus = make_bus()
+    await bus.ensure_group("delivery")
+    erased = agent_reply()
+    kept = agent_reply().model_copy(update={"conversation_id": 8, "text": "kept"})
+    for event in [erased, kept] * 3:
+        await bus.publish(event)
+    [first, *_] = await bus.read("delivery", "worker-1", count=1, block_ms=0)  # one of them pending
+    await redis_client.xadd(f"{stream}:dead", {**erased.to_wire(), "original_id": first.id})
+    await redis_client.xadd(stream, {"type": "some.future.event", "data": "{}"})  # unknown: left alone
+
+    assert await bus.forget(lambda e: getattr(e, "conversation_id", None) == 7, batch=2) == 4
+    left = [DomainEvent.from_wire({k.decode(): v.decode() for k, v in fields.items()})
+            for _, fields in await redis_client.xrange(stream) if fields[b"type"] != b"some.future.event"]
+    assert [e.text for e in left] == ["kept"] * 3  # type: ignore[attr-defined]
+    assert await redis_client.xlen(f"{stream}:dead") == 0
+    # The deleted pending entry is dropped from the group when another consumer looks for stale entries.
+    claimed = await bus.claim_stale("delivery", "worker-2", min_idle_ms=0)
+    assert claimed == [] and await pending(redis_client, stream, "delivery") == 0
