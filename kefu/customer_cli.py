@@ -1,4 +1,5 @@
-"""`kefu customer`: what an agent does for one customer from the shell (until the console does it)."""
+"""`kefu customer`: what an agent or an admin does for one customer from the shell: a link code, an export of
+the customer's data, an erasure."""
 
 from __future__ import annotations
 
@@ -47,3 +48,64 @@ def link_token(
     else:
         echo(f"  Telegram: send the bot  /start {created.start_parameter}  (or set KEFU_BOT_USERNAME for a t.me link)")
     echo(f"  Web chat: type  {created.chat_command}  (or open /webchat?link={created.token})")
+
+
+def _operator() -> str:
+    """Who ran the command, for the audit log (no agent signs in at a shell)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in a bare container
+        user = "unknown"
+    return f"kefu CLI ({user}@{socket.gethostname()})"
+
+
+@customer_app.command("export")
+def export_customer(
+    customer_id: Annotated[int, typer.Argument(help="The CRM customer.", show_default=False)],
+    out: Annotated[str, typer.Option("--out", help="The file to write (.json, or .zip of CSV files).",
+                                     show_default=False)],
+) -> None:
+    """Write every row Kefu holds about a customer to a JSON file, or to a zip of CSV files (one per table)."""
+    from pathlib import Path
+
+    target = Path(out)
+    if target.suffix not in (".json", ".zip"):
+        fail("--out must end in .json (one JSON document) or .zip (one CSV file per table)")
+    settings = _load_settings()
+
+    async def export(crm: CRM) -> Any:
+        return await crm.privacy.export(customer_id=customer_id, actor="system", actor_label=_operator(),
+                                        file_format="json" if target.suffix == ".json" else "csv")
+
+    exported = _run(lambda: _with_crm(settings, export), settings)
+    body = exported.to_json() if target.suffix == ".json" else exported.to_csv_zip()
+    target.write_bytes(body)
+    target.chmod(0o600)  # personal data
+    rows = sum(len(r) for r in exported.tables.values())
+    typer.echo(f"Exported customer {customer_id}: {rows} rows from {len(exported.tables)} tables to {target}.")
+
+
+@customer_app.command("erase")
+def erase_customer(
+    customer_id: Annotated[int, typer.Argument(help="The CRM customer.", show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", help="Erase without asking (scripts).")] = False,
+) -> None:
+    """Erase a customer's personal data everywhere (it cannot be undone); the audit log records it."""
+    import sys
+
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("erasure cannot be undone: pass --yes to erase without a terminal to confirm at")
+        typer.confirm(f"Erase customer {customer_id}'s personal data for good?", abort=True)
+    settings = _load_settings()
+
+    async def erase(crm: CRM) -> Any:
+        return await crm.privacy.erase(customer_id=customer_id, actor="system", actor_label=_operator())
+
+    report = _run(lambda: _with_crm(settings, erase), settings)
+    touched = ", ".join(f"{table} {count}" for table, count in sorted(report.rows.items()))
+    typer.echo(f"Erased customer {', '.join(map(str, report.customer_ids))}: {touched}. "
+               f"Audit entry #{report.audit_entry_id}.")
