@@ -42,24 +42,13 @@ def audit_in(
 
 
 class AuditService(Service):
-    async def record(
-        self,
-        *,
-        action: AuditAction | str,
-        actor: Actor | str = Actor.AGENT,
-        agent_id: int | None = None,
-        actor_label: str = "",
-        subject_type: str | None = None,
-        subject_id: int | str | None = None,
-        details: Mapping[str, Any] | None = None,
-        ip: str = "",
-    ) -> AuditEntryView:
-        """Write one entry in its own transaction (for what is not itself a change: a sign-in, a customer viewed)."""
+    async def record(self, *, action: AuditAction | str, **entry: Any) -> AuditEntryView:
+        """Write one entry (the fields of `audit_in`) in its own transaction: for what is not itself a change of
+        data, such as a sign-in or a customer viewed."""
         async with self.uow() as uow:
-            entry = audit_in(uow.session, action=action, actor=actor, agent_id=agent_id, actor_label=actor_label,
-                             subject_type=subject_type, subject_id=subject_id, details=details, ip=ip)
+            row = audit_in(uow.session, action=action, **entry)
             await uow.session.flush()
-            view = AuditEntryView.of(entry)
+            view = AuditEntryView.of(row)
             await uow.commit()
         return view
 
