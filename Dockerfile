@@ -27,6 +27,17 @@ ENV PYTHONUNBUFFERED=1 \
     # Where compose mounts the shared NLU model volume; `kefu nlu train` and the bot read and write it.
     KEFU_NLU_MODEL_DIR=/var/lib/kefu/nlu-model
 
+# `kefu backup` / `kefu restore` on PostgreSQL run pg_dump, pg_restore and psql. pg_dump refuses a server of a newer
+# major version than its own, so the client comes from PostgreSQL's apt repository (set up by postgresql-common's
+# script, with the key it ships) at the server's major version: 16, as docker-compose.yml's postgres:16. Change both
+# together (--build-arg PG_CLIENT_MAJOR=17). Debian's own postgresql-client follows the Debian release instead.
+ARG PG_CLIENT_MAJOR=16
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates postgresql-common \
+    && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
+    && apt-get install -y --no-install-recommends "postgresql-client-${PG_CLIENT_MAJOR}" \
+    && rm -rf /var/lib/apt/lists/*
+
 # torch first, from the CPU index, pinned like the Makefile: a plain `pip install torch` pulls gigabytes of CUDA.
 # Its own layer, so that changing Kefu's code does not download it again.
 ARG TORCH_VERSION=2.13.0

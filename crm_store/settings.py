@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("var") / "kefu.db"
+_URL_FIELDS = frozenset({"database_url", "redis_url"})
 
 
 class StoreSettings(BaseSettings):
@@ -44,3 +47,11 @@ class StoreSettings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The URLs stay plain strings (every engine and client takes them so), but repr() and str(), which end up
+        # in logs and tracebacks, show them without their passwords.
+        from crm_store.redact import redact_secrets
+
+        for name, value in super().__repr_args__():
+            yield name, redact_secrets(value) if name in _URL_FIELDS and isinstance(value, str) else value

@@ -127,17 +127,26 @@ async def _import_with_progress(crm: CRM, kind: str, path: Path) -> Any:
 
 @agent_app.command("create")
 def agent_create(
+    ctx: typer.Context,
     email: Annotated[str, typer.Option(help="The agent's e-mail, used to sign in.", show_default=False)],
     role: Annotated[AgentRole, typer.Option(help="What the agent may do.", show_default=False)],
     name: Annotated[str, typer.Option(help="Display name (default: the e-mail).")] = "",
     password: Annotated[
         str | None,
-        typer.Option(help="At least 8 characters; asked for (hidden) when omitted, which keeps it out of the "
-                          "shell history.", show_default=False),
+        typer.Option(help="At least 8 characters. Better left out: then it comes from KEFU_AGENT_PASSWORD (for "
+                          "scripts) or is asked for (hidden), never in the shell history or `ps`.",
+                     envvar="KEFU_AGENT_PASSWORD", show_default=False, show_envvar=True),
     ] = None,
     team: Annotated[str | None, typer.Option(help="Team name (created if new).", show_default=False)] = None,
 ) -> None:
     """Create a console agent."""
+    import sys
+
+    source = ctx.get_parameter_source("password")
+    if password is not None and source is not None and source.name == "COMMANDLINE" and sys.stdin.isatty():
+        # Typed by a person: it is in their shell history now. (Scripts are told in --help and the README.)
+        typer.secho("Warning: --password stays in your shell history and shows in `ps`; leave it out to be asked "
+                    "for it, or set KEFU_AGENT_PASSWORD.", err=True, fg=typer.colors.YELLOW)
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     settings = _load_settings()
@@ -149,6 +158,44 @@ def agent_create(
 
     agent = _run(lambda: _with_crm(settings, create), settings)
     typer.echo(f"Created {agent.role} {agent.email} ({agent.name}), id {agent.id}.")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# kefu backup / restore
+# --------------------------------------------------------------------------------------------------------------
+
+BackupFile = Annotated[Path, typer.Argument(help="The backup file (it holds personal data: mode 0600).",
+                                            show_default=False)]
+
+
+@app.command()
+def backup(file: BackupFile) -> None:
+    """Back up the whole database to FILE: SQLite, an online copy; PostgreSQL, pg_dump's custom format."""
+    from kefu.backup import create_backup
+
+    settings = _load_settings()
+    typer.echo(_run(lambda: create_backup(settings.database_url, file), settings).summary())
+
+
+@app.command()
+def restore(
+    file: BackupFile,
+    yes: Annotated[bool, typer.Option("--yes", help="Replace the current data without asking.")] = False,
+) -> None:
+    """Replace every row in the database with the backup in FILE (made by `kefu backup`)."""
+    import sys
+
+    from kefu.backup import check_backup, restore_backup
+
+    settings = _load_settings()
+    checked = _run(lambda: check_backup(settings.database_url, file), settings)
+    where = _shown_url(settings.database_url)
+    if not yes and not sys.stdin.isatty():
+        fail(f"restoring replaces every row in {where}: pass --yes to confirm (no terminal to ask on)")
+    if not yes:
+        typer.confirm(f"Replace every row in {where} with the backup {file}?", abort=True)
+    for line in _run(lambda: restore_backup(settings.database_url, checked), settings).lines():
+        typer.echo(line)
 
 
 # --------------------------------------------------------------------------------------------------------------

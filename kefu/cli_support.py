@@ -33,16 +33,27 @@ def _one_line(text: object) -> str:
 
 
 def _shown_url(url: str) -> str:
+    """A database or Redis URL without its password (user:***@, and ?password=*** as Redis also takes it)."""
     from sqlalchemy.engine import make_url
 
+    from crm_store.redact import redact_secrets
+
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return redact_secrets(make_url(url).render_as_string(hide_password=True))
     except Exception:
         return "(unreadable URL)"
 
 
 def _explain(exc: BaseException, settings: StoreSettings | None) -> str | None:
-    """The one-line message of an expected failure, or None for a bug (which keeps its traceback)."""
+    """The one-line message of an expected failure, or None for a bug (which keeps its traceback); never with a
+    password or token in it (a driver's message may quote the URL it was given)."""
+    from crm_store.redact import redact_secrets
+
+    message = _explain_unmasked(exc, settings)
+    return redact_secrets(message) if message is not None else None
+
+
+def _explain_unmasked(exc: BaseException, settings: StoreSettings | None) -> str | None:
     from alembic.util.exc import CommandError
     from pydantic import ValidationError
     from redis.exceptions import ConnectionError as RedisConnectionError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crm_store.observability import conversation_id_var
+from crm_store.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ _CHATTY_LOGGERS = ("jieba", "bm25s")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process_name)s] %(name)s: %(message)s"
 # Everything a LogRecord carries by itself; whatever else is on it came in through `extra=`.
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "process_name"}
+# An `extra=` field by one of these names is a secret whatever it holds.
+_SECRET_FIELD = re.compile(r"(?i)(password|passwd|secret|token|api_?key|session|cookie|authorization)$")
 
 
 class OpsSettings(BaseSettings):
@@ -41,7 +45,8 @@ class OpsSettings(BaseSettings):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, process, pid, conversation_id, exc and `extra=` fields."""
+    """One JSON object per line: ts, level, logger, message, process, pid, conversation_id, exc and `extra=` fields;
+    e-mails, phones and secrets masked in every text (crm_store.redact)."""
 
     def __init__(self, *, process: str) -> None:
         super().__init__()
@@ -54,7 +59,7 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
             "process": self.process_name,
             "pid": record.process,
         }
@@ -62,11 +67,11 @@ class JsonFormatter(logging.Formatter):
         if conversation_id is not None:
             entry["conversation_id"] = conversation_id
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
-            entry["exc"] = record.exc_text
+            entry["exc"] = redact(record.exc_text)
         if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
+            entry["stack"] = redact(self.formatStack(record.stack_info))
         for key, value in vars(record).items():
             if key in _RECORD_FIELDS or key in entry or key.startswith("_"):
                 continue
@@ -74,12 +79,27 @@ class JsonFormatter(logging.Formatter):
                 json.dumps(value)
             except (TypeError, ValueError):
                 continue  # an object the caller attached for another handler: not ours to render
-            entry[key] = value
+            entry[key] = _redacted_field(key, value)
+        # Masked before encoding: a mask applied to the encoded line could cut through an escaped quote.
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def _redacted_field(key: str, value: Any) -> Any:
+    """An `extra=` value with its texts masked, at any depth; the whole value when its name is a secret's."""
+    if _SECRET_FIELD.search(key) and value not in (None, ""):
+        return "***"
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted_field(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted_field(key, item) for item in value]
+    return value
+
+
 class _TextFormatter(logging.Formatter):
-    """The usual one-line text, with the process name and, inside a log context, the conversation."""
+    """The usual one-line text, with the process name and, inside a log context, the conversation; e-mails, phones
+    and secrets masked in the message, the traceback and the stack (crm_store.redact)."""
 
     def __init__(self, *, process: str) -> None:
         super().__init__(_TEXT_FORMAT)
@@ -87,12 +107,25 @@ class _TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         record.process_name = self.process_name
+        if record.exc_text:  # a traceback another handler's formatter rendered (and cached) unmasked
+            record.exc_text = redact(record.exc_text)
         line = super().format(record)
         conversation_id = conversation_id_var.get()
         if conversation_id is None:
             return line
         first, newline, rest = line.partition("\n")
         return f"{first} [conversation={conversation_id}]{newline}{rest}"
+
+    # Only the parts that can carry a customer's data or a secret: the time, level and names are ours.
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = redact(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
 
 
 def configure_logging(settings: OpsSettings, *, process: str, stream: TextIO | None = None) -> None:
@@ -111,6 +144,11 @@ def configure_logging(settings: OpsSettings, *, process: str, stream: TextIO | N
     root.setLevel(settings.log_level.upper())
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).propagate = False
+    # KEFU_ECHO_SQL: SQLAlchemy gives its logger a handler of its own on stdout (unmasked, and every line twice)
+    # unless it has one; with this one, the statements and their parameters go through the handler above.
+    sql = logging.getLogger("sqlalchemy.engine.Engine")
+    if not sql.handlers:
+        sql.addHandler(logging.NullHandler())
     # aiogram logs every handled update at INFO ("Update id=... is handled"): a line per customer message.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 
@@ -122,7 +160,7 @@ def _short_reason(exc: BaseException) -> str:
     # The first line only: SQLAlchemy appends the statement and a link on later lines; never a traceback.
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return reason[:200]
+    return redact(reason)[:200]  # /readyz is public: never a URL's password
 
 
 async def _run_check(name: str, check: Check, limit_s: float) -> str:

@@ -398,9 +398,15 @@ async def _serve(*, roles: frozenset[str], host: str, port: int, store: StoreSet
 async def serve(*, host: str, port: int, store: StoreSettings, shop_name: str, say: Callable[[str], None],
                 started: Callable[[Stack], None] | None = None) -> None:
     """Run the all-in-one process (`kefu demo`) until interrupted."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("jieba", "bm25s"):  # they set DEBUG on their own loggers when imported: keep it off the root's
-        logging.getLogger(chatty).propagate = False
+    import os
+
+    from kefu.ops import OpsSettings, configure_logging
+
+    # The same masked logging as the production processes (e-mails, phones, tokens); quieter unless asked.
+    ops = OpsSettings()
+    if "KEFU_LOG_LEVEL" not in os.environ:
+        ops.log_level = "WARNING"
+    configure_logging(ops, process="demo")
     # Anything still open after 5 s is cut, so Ctrl+C never waits long.
     await _serve(roles=ROLES, host=host, port=port, store=store, shop_name=shop_name, say=say, started=started,
                  graceful_s=5)

@@ -280,7 +280,7 @@ def test_backing_services_images_and_healthchecks() -> None:
     assert services["redis"]["image"] == "redis:7"
     assert "pg_isready" in _healthcheck_command(services["postgres"])
     assert "redis-cli ping" in _healthcheck_command(services["redis"])
-    assert services["postgres"]["environment"] == {
+    assert {name: interpolate(value) for name, value in _environment(services["postgres"]).items()} == {
         "POSTGRES_USER": "kefu",
         "POSTGRES_PASSWORD": "kefu",
         "POSTGRES_DB": "kefu",
@@ -288,8 +288,24 @@ def test_backing_services_images_and_healthchecks() -> None:
     assert _named_volumes(services["postgres"]), "PostgreSQL data must live on a named volume"
 
 
+def test_database_password_comes_from_the_environment() -> None:
+    """`kefu` is only the local default: .env's KEFU_COMPOSE_POSTGRES_PASSWORD sets PostgreSQL's password and the
+    URL of every Kefu container alike; no password is written into the file itself."""
+    services = load_compose()["services"]
+    chosen = {"KEFU_COMPOSE_POSTGRES_PASSWORD": "n0t-the-default"}
+    assert interpolate(_environment(services["postgres"])["POSTGRES_PASSWORD"], chosen) == "n0t-the-default"
+    for name in ("migrate", *KEFU_SERVERS):
+        url = make_url(interpolate(_environment(services[name])["KEFU_DATABASE_URL"], chosen))
+        assert url.password == "n0t-the-default", name
+    for name, service in services.items():
+        for variable, value in _environment(service).items():
+            if "PASSWORD" in variable or (variable.endswith("_URL") and "@" in value):
+                assert "${" in value, f"{name}: {variable} holds a literal password"
+
+
 def test_documented_production_url_reaches_the_compose_database() -> None:
-    postgres = load_compose()["services"]["postgres"]["environment"]
+    postgres_service = load_compose()["services"]["postgres"]
+    postgres = {name: interpolate(value) for name, value in _environment(postgres_service).items()}
     examples = [
         make_url(value)
         for _, name, value in env_example_lines()
@@ -417,7 +433,7 @@ def test_kefu_process_is_wired_for_production(name: str) -> None:
     assert _seconds(service.get("stop_grace_period", "10s")) >= 20
     environment = _environment(service)
     assert {
-        key: environment.get(key)
+        key: interpolate(environment.get(key, ""))
         for key in ("KEFU_DATABASE_URL", "KEFU_REDIS_URL", "KEFU_LOG_FORMAT", "HF_HUB_OFFLINE")
     } == {
         "KEFU_DATABASE_URL": "postgresql+asyncpg://kefu:kefu@postgres:5432/kefu",
