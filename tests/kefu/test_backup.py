@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, func, inspect, select, text
+from sqlalchemy import MetaData, func, inspect, select, text, update
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner, Result
 
 from crm_store import models as m
@@ -156,6 +157,7 @@ async def _seed(crm: CRM) -> None:
     course = (await crm.courses.catalogue())[0]
     await crm.courses.enroll(customer_id=lina, course_id=course.id)
     await crm.customers.merge(source_id=customer_ids[-1], target_id=customer_ids[-2], agent_id=agent_id)
+    await crm.privacy.request_erasure(customer_id=lina, channel="telegram")  # and its audit entry
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +189,7 @@ def test_backup_wipe_restore_brings_back_every_row(shop: tuple[str, Snapshot, Pa
             "ticket_events", "loyalty_accounts", "loyalty_transactions", "redemptions", "orders", "kb_articles",
             "kb_article_vectors", "surveys", "survey_invitations", "courses", "lessons", "enrollments",
             "agent_sessions", "api_tokens", "link_tokens", "canned_responses", "sla_policies", "app_settings",
-            "inbound_updates", "customer_merges"} <= non_empty
+            "inbound_updates", "customer_merges", "privacy_requests", "audit_log"} <= non_empty
     assert not is_postgres or before["(sequences)"]
     assert any("你好" in str(row) for row in before["messages"])
 
@@ -207,6 +209,16 @@ def test_backup_wipe_restore_brings_back_every_row(shop: tuple[str, Snapshot, Pa
     rows = sum(len(r) for name, r in before.items() if not name.startswith("("))
     assert f"Restored {tables} tables, {rows} rows from {path} (schema revision {schema_head()})." in result.stdout
     assert "kefu db upgrade" in result.stdout
+
+    # The audit log is append-only again: its triggers came back with it.
+    async def rewrite_audit_log(crm: CRM) -> str:
+        async with crm.db.sessionmaker() as session:
+            try:
+                await session.execute(update(m.AuditEntry).values(actor_label="rewritten"))
+            except DBAPIError as exc:
+                return str(exc)
+            return "accepted"
+    assert "append-only" in on_crm(url, rewrite_audit_log)
 
     # The ids go on from where they were: a new customer gets a fresh one.
     existing = {row[0] for row in before["customers"]}
