@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from bot.messages import Button, Reply
+from bot.messages import Button, Reply, payload_number
 from crm_store.dto import CourseStep, EnrollmentView
 from crm_store.errors import DomainError, InvalidTransition
 
@@ -37,14 +37,14 @@ async def on_button(turn: _Turn, kind: str, rest: str) -> list[Reply]:
     action, _, args = rest.partition(":")
     try:
         if kind == "qz":
-            enrollment_id, question_id, option = (int(x) for x in rest.split(":"))
+            enrollment_id, question_id, option = (payload_number(x) for x in rest.split(":"))
             return await answer(turn, enrollment_id, question_id, option)
         if action == "list":
             return await catalogue(turn, None)
         if action == "s":
-            return await start(turn, int(args))
+            return await start(turn, payload_number(args))
         if action == "n":
-            enrollment_id, lesson_id = (int(x) for x in args.split(":"))
+            enrollment_id, lesson_id = (payload_number(x) for x in args.split(":"))
             return await next_lesson(turn, enrollment_id, lesson_id)
     except (ValueError, DomainError):  # malformed, unknown, unpublished, or someone else's enrolment
         pass

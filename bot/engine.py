@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import courses, linking, loyalty, privacy, surveys
-from bot.messages import Button, Incoming, Outcome, Reply
+from bot.messages import Button, Incoming, Outcome, Reply, payload_number
 from bot.state import MemoryStateStore, StateStore
 from bot.texts import LANGUAGES, language_from_code, text
 from crm_store.enums import ConversationStatus, HandoffReason, SenderType, TicketPriority
@@ -252,7 +252,7 @@ class _Turn:
 
     async def show_article(self, raw_id: str) -> list[Reply]:
         try:
-            article = await self.engine.crm.knowledge.get(article_id=int(raw_id))
+            article = await self.engine.crm.knowledge.get(article_id=payload_number(raw_id))
         except (ValueError, NotFound):  # a stale button (a deleted article) must not crash the chat
             return await self.fallback(None, None)
         self.state["fallbacks"] = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from bot.messages import Button, Reply
+from bot.messages import Button, Reply, payload_number
 from crm_store.errors import DomainError, InsufficientPoints
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ async def on_button(turn: _Turn, kind: str, rest: str) -> list[Reply]:
         reward_id, _, nonce = rest.partition(":")
         key = f"{turn.incoming.channel}:{turn.incoming.external_id}:{reward_id}:{nonce}"
         try:
-            redemption = await loyalty.redeem(customer_id=turn.customer_id, reward_id=int(reward_id),
+            redemption = await loyalty.redeem(customer_id=turn.customer_id, reward_id=payload_number(reward_id),
                                               idempotency_key=key)
         except InsufficientPoints:
             return [Reply(turn.t("insufficient"))]
@@ -134,7 +134,10 @@ async def link_by_phone(turn: _Turn, phone: str) -> list[Reply]:
     if phone == "other":  # someone else's contact card: never a way into their account
         return [Reply(turn.t("link_own_contact"), request_contact=turn.t("share_phone"))]
     crm = turn.engine.crm
-    customer = await crm.customers.find_by_contact(phone=phone)
+    try:
+        customer = await crm.customers.find_by_contact(phone=phone)
+    except ValueError:  # a number that is no phone number (a short code, a forged payload)
+        customer = None
     if customer is None:
         return [Reply(turn.t("link_not_found"), (Button(turn.t("talk_to_human"), "human:yes"),))]
     await crm.customers.link_identity(channel=turn.incoming.channel, external_id=turn.incoming.external_id,

@@ -6,6 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Decision = Literal["answer", "suggest", "no_answer", "handoff", "flow", "relay"]
+MAX_PAYLOAD_NUMBER = 2**31 - 1  # ids are 32-bit integers in PostgreSQL: a larger one cannot even be looked up
+
+
+def payload_number(raw: str) -> int:
+    """An id (or an option's index) carried in a button's payload; ValueError unless it is one that can exist
+    (a stale or forged button: the web chat's payloads come from the visitor's browser)."""
+    number = int(raw)
+    if not 0 <= number <= MAX_PAYLOAD_NUMBER:
+        raise ValueError(f"not an id: {raw!r}")
+    return number
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.webchat_limit import MAX_BODY_BYTES, PER_ADDRESS, PER_VISITOR
+
 
 class BotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KEFU_BOT_", extra="ignore")
@@ -22,6 +24,16 @@ class BotSettings(BaseSettings):
     # Per-chat throttle: at most this many messages per window.
     throttle_messages: int = Field(default=8, ge=1)
     throttle_window_s: float = Field(default=10.0, gt=0)
+
+    # The web chat: one visitor (visitor id) may post at most `webchat_visitor_messages` messages per
+    # `webchat_visitor_window_s` seconds, one client address `webchat_address_messages` per `webchat_address_window_s`;
+    # over either, HTTP 429 with Retry-After and the message is not handled (shared through Redis when it is set).
+    webchat_visitor_messages: int = Field(default=PER_VISITOR.messages, ge=1)
+    webchat_visitor_window_s: float = Field(default=PER_VISITOR.window_s, gt=0)
+    webchat_address_messages: int = Field(default=PER_ADDRESS.messages, ge=1)
+    webchat_address_window_s: float = Field(default=PER_ADDRESS.window_s, gt=0)
+    # A web chat request whose body is larger than this many bytes is refused (HTTP 413) before it is read.
+    webchat_max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=8 * 1024)
 
     # Outbound sending (every process that talks to Telegram shares these limits through Redis when it is set):
     # Telegram allows about 30 messages a second per bot and one a second per chat.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from bot.messages import Button, Reply
+from bot.messages import Button, Reply, payload_number
 from bot.texts import text
 from crm_store.enums import SurveyQuestionKind
 from crm_store.events import SurveyInvited
@@ -66,12 +66,16 @@ def ask(invitation_id: int, question: SurveyQuestion, language: str, state: dict
 async def on_button(turn: _Turn, rest: str) -> list[Reply]:
     raw_id, _, rest = rest.partition(":")
     question_id, _, raw_value = rest.partition(":")
-    if not raw_id.isdigit() or not question_id:
+    try:
+        invitation_id = payload_number(raw_id)
+    except ValueError:
+        invitation_id = None
+    if invitation_id is None or not question_id:
         return [Reply(turn.t("survey_unknown"))]
     value: int | str | None = None if raw_value == "-" else raw_value
     if isinstance(value, str) and value.lstrip("-").isdigit():
         value = int(value)
-    return await _answer(turn, int(raw_id), question_id, value)
+    return await _answer(turn, invitation_id, question_id, value)
 
 
 async def on_text(turn: _Turn, message: str) -> list[Reply] | None:

@@ -119,6 +119,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Sorry, I'm having trouble right now. Please try again in a moment.",
         "zh": "抱歉，系统暂时出了点问题，请稍后再试。",
     },
+    # --- the web chat's refusals (shown by the widget as they are: English / Chinese) ------------------------
+    "webchat_too_fast": {"en": "You're sending messages too fast. Please wait {seconds} s and try again.",
+                         "zh": "您发送消息太快了，请等待 {seconds} 秒后再试。"},
+    "webchat_too_long": {"en": "Your message is too long: at most {limit} characters.",
+                         "zh": "消息太长了：最多 {limit} 个字符。"},
+    "webchat_empty": {"en": "Type a message first.", "zh": "请先输入消息。"},
+    "webchat_invalid": {"en": "This message could not be sent ({problem}). Please reload the page and try again.",
+                        "zh": "消息无法发送，请刷新页面后重试。"},
+    "webchat_too_large": {"en": "This request is too large (at most {kb} KB).", "zh": "请求内容过大（最多 {kb} KB）。"},
     "unsupported": {
         "en": "I can only read text messages. Please type your question.",
         "zh": "我目前只能识别文字消息，请直接输入您的问题。",

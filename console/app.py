@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from console.api import PUBLIC_PATHS as API_PUBLIC_PATHS
 from console.api import api_router
+from console.body_limit import limit_console_bodies
 from console.context import STATIC, Console
 from console.live import ASSIGNMENT_GROUP, LiveHub
 from console.permissions import route_permission
@@ -67,6 +68,7 @@ def install_console(
     app.state.console = console
     app.include_router(console_router())
     app.include_router(api_router())
+    limit_console_bodies(app)
     if missing := unguarded_routes(app.routes):
         raise RuntimeError(f"console routes without a permission: {', '.join(missing)}")
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")

@@ -33,7 +33,7 @@ from crm_store.errors import ConflictError
 from crm_store.events import CustomerCreated, CustomerUpdated
 from crm_store.services.customers import merge_in
 from crm_store.services.ledger import chunks
-from crm_store.services.orders import NewOrder, add_orders
+from crm_store.services.orders import NewOrder, add_orders, points_for
 from crm_store.uow import UnitOfWork, unit_of_work
 
 Progress = Callable[[int, int], None]
@@ -47,13 +47,14 @@ LANGUAGES = ("en", "zh")
 _CONSENT = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
 _TAG_SEPARATORS = re.compile(r"[|;]")
 _MAX_AMOUNT = Decimal(10) ** 10  # orders.amount is NUMERIC(12, 2)
+_MAX_POINTS = 2**31 - 1  # orders.points_awarded and the loyalty ledger are 32-bit integers in PostgreSQL
 # Column widths of the schema: PostgreSQL refuses longer values, so they are row errors, not a failed batch.
 _MAX_LEN = {"name": 200, "email": 254, "phone": 40, "external_id": 100, "order_id": 100}
 
 
 class ImportFileError(ValueError):
-    """The file as a whole cannot be imported: no header, missing columns, not UTF-8 (found before anything is
-    written), or broken CSV such as a NUL byte (found where it is read: the batches before it stay loaded)."""
+    """The file as a whole cannot be imported: no header, missing columns, not UTF-8 text or a NUL character (found
+    before anything is written), or broken CSV (found where it is read: the batches before it stay loaded)."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ class _CsvFile:
 
 
 def _count_data_lines(path: Path) -> int:
-    """Lines after the header, counted fast for the progress bar; refuses a file that is not UTF-8."""
+    """Lines after the header, counted fast for the progress bar; refuses a file that is not UTF-8 text."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     lines, last = 0, b""
     try:
@@ -215,6 +216,10 @@ def _count_data_lines(path: Path) -> int:
                 except UnicodeDecodeError as exc:
                     line = lines + chunk[: max(exc.start, 0)].count(b"\n") + 1
                     raise ImportFileError(f"{path.name}, line {line}: not UTF-8 text (save the file as UTF-8)") from exc
+                if (nul := chunk.find(b"\x00")) >= 0:  # Python's csv reads it; PostgreSQL stores no NUL in text
+                    line = lines + chunk[:nul].count(b"\n") + 1
+                    raise ImportFileError(f"{path.name}, line {line}: a NUL character: not a text file "
+                                          "(save the file as UTF-8 CSV)")
                 lines += chunk.count(b"\n")
                 last = chunk[-1:]
             decoder.decode(b"", final=True)
@@ -273,10 +278,14 @@ class _Checker:
     def email(self, values: dict[str, str], column: str) -> tuple[str | None, str | None]:
         raw = self.text(values, column, "email")
         try:
-            return (raw or None), normalize_email(raw)
+            normalized = normalize_email(raw)
         except ValueError as exc:
             self.problems.append(f"{column}: {exc}")
             return None, None
+        if normalized is not None and len(normalized) > _MAX_LEN["email"]:  # lower-casing İ gives two characters
+            self.problems.append(f"{column} is longer than {_MAX_LEN['email']} characters once lower-cased")
+            return None, None
+        return (raw or None), normalized
 
     def phone(self, values: dict[str, str], column: str) -> tuple[str | None, str | None]:
         raw = self.text(values, column, "phone")
@@ -406,7 +415,11 @@ def _parse_when(text: str, problems: list[str]) -> datetime:
     except ValueError:
         problems.append(f"placed_at must be an ISO 8601 date or date-time (2024-05-01T10:30:00Z), not {text!r}")
         return utcnow()
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before the first UTC moment Python can hold
+        problems.append(f"placed_at {text!r} is out of range")
+        return utcnow()
 
 
 # --- who is who ------------------------------------------------------------------------------------------
@@ -709,6 +722,7 @@ class _OrderImport:
                     except _Invalid as exc:
                         self.report.errors.append(RowError(row.line, str(exc)))
                 placed.sort(key=lambda p: p[0].line)
+            placed = await self._within_points_limit(session, placed)
             if new_customers:
                 session.add_all(new_customers)
                 await session.flush()
@@ -731,6 +745,39 @@ class _OrderImport:
         self.report.customers_created += len(new_customers)
         self._batches += 1
         await _refresh_statistics(self.crm, self._batches, ("orders", "loyalty_transactions", "loyalty_accounts"))
+
+    async def _within_points_limit(
+        self, session: AsyncSession, placed: list[tuple[_OrderRow, _Handle]]
+    ) -> list[tuple[_OrderRow, _Handle]]:
+        """The rows whose points keep their customer's balance within what the ledger holds; the others (a new
+        order of an absurd amount) become row errors instead of failing the batch in the database."""
+        earned = [points_for(self.crm.settings, amount=row.amount, status=row.status) for row, _ in placed]
+        if not any(earned):
+            return placed
+        totals: dict[int, int] = {}  # id(handle) or customer id -> the most points the account holds so far
+        known = sorted({who for _, who in placed if isinstance(who, int)})
+        for part in chunks(known):
+            rows = await session.execute(select(m.LoyaltyAccount.customer_id, m.LoyaltyAccount.balance,
+                                                m.LoyaltyAccount.lifetime_points)
+                                         .where(m.LoyaltyAccount.customer_id.in_(part)))
+            totals.update((cid, max(balance, lifetime)) for cid, balance, lifetime in rows)
+        kept: list[tuple[_OrderRow, _Handle]] = []
+        over: list[tuple[_OrderRow, _Handle]] = []
+        for (row, who), points in zip(placed, earned, strict=True):
+            key = who if isinstance(who, int) else id(who)
+            if points and totals.get(key, 0) + points > _MAX_POINTS:
+                over.append((row, who))
+                continue
+            totals[key] = totals.get(key, 0) + points
+            kept.append((row, who))
+        present = await _present_orders(session, [row.ref for row, _ in over]) if over else set()
+        for row, who in over:
+            if row.ref in present:  # already recorded: it earns nothing again
+                kept.append((row, who))
+            else:
+                self.report.errors.append(RowError(row.line, f"amount {row.amount} would take the customer's "
+                                                             f"loyalty points past {_MAX_POINTS:,}"))
+        return sorted(kept, key=lambda p: p[0].line)
 
     def _known_customer(self, row: _OrderRow) -> _Handle | None:
         """The order's customer, by external id, e-mail, then phone."""

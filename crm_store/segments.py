@@ -284,7 +284,22 @@ def _text(where: str, value: Any, spec: _Spec) -> str:
         raise ValueError(f"{where}: one of {', '.join(spec.choices)}; not {value!r}.")
     if not isinstance(value, str) or not value.strip() or len(value) > 100:
         raise ValueError(f"{where}: a name of 1 to 100 characters; not {value!r}.")
+    return _storable(where, value)
+
+
+def _storable(where: str, value: str) -> str:
+    """Text the database can compare: no NUL (PostgreSQL refuses it) and no lone surrogate (not UTF-8)."""
+    if "\x00" in value or (not value.isascii() and not _encodes(value)):
+        raise ValueError(f"{where}: {value!r} holds a character that is not text (NUL or a lone surrogate).")
     return value
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _number(where: str, value: Any, *, integer: bool, low: int | None, high: int | None, what: str = "") -> Any:
@@ -302,8 +317,8 @@ def _number(where: str, value: Any, *, integer: bool, low: int | None, high: int
 
 def _course_ref(where: str, value: Any) -> str | int:
     if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return _storable(where, value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_NUMBER:
         return value
     raise ValueError(f"{where}: a course key or id; not {value!r}.")
 
@@ -443,6 +458,8 @@ class _Compiler:
         if op == "within_days":
             return rows(at >= self.now - timedelta(days=value))
         if op == "after":
+            if value >= date.max:  # no day comes after 9999-12-31 (and Python cannot count one)
+                return false()
             return rows(at >= _day_start(value + timedelta(days=1)))
         since = self.now - timedelta(days=value) if op == "not_within_days" else _day_start(value)
         return and_(rows(), ~rows(at >= since))

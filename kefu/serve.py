@@ -172,7 +172,8 @@ async def _bot_role(app: FastAPI, crm: Any, kb: Any, encoders: Any, store: Store
 
     from bot.engine import DialogueEngine, EngineSettings
     from bot.state import AiogramStateStore
-    from bot.webchat import WebchatHub, webchat_router
+    from bot.webchat import WebchatHub, install_webchat
+    from bot.webchat_limit import build_webchat_limiter
     from nlu.service import open_nlu
 
     storage: Any = MemoryStorage()
@@ -188,7 +189,9 @@ async def _bot_role(app: FastAPI, crm: Any, kb: Any, encoders: Any, store: Store
     engine.attach(crm.events)
     hub = WebchatHub()
     hub.attach(crm.events)
-    app.include_router(webchat_router(engine, hub))
+    limiter = build_webchat_limiter(bot_settings, store.redis_url)
+    stoppers.append(limiter.close)
+    install_webchat(app, engine, hub, limiter=limiter, max_body_bytes=bot_settings.webchat_max_body_bytes)
     if nlu_settings.backend == "kefu":
         stopping = asyncio.Event()
         tasks.append(asyncio.create_task(_watch_nlu_model(engine, nlu_settings, encoders, stopping),

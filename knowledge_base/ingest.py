@@ -278,6 +278,12 @@ def _read_jsonl(path: Path, progress: ProgressCallback | None) -> ParsedFile:
         except json.JSONDecodeError as error:
             collector.reject(number, f"invalid JSON at column {error.colno}: {error.msg}")
             continue
+        except ValueError:  # an integer of more than 4,300 digits (Python refuses to convert it)
+            collector.reject(number, "invalid JSON: a number is too long")
+            continue
+        except RecursionError:  # hostile nesting ([[[[...) exhausts the decoder's stack
+            collector.reject(number, "invalid JSON: nested too deeply")
+            continue
         if not isinstance(record, dict):
             collector.reject(number, f"expected a JSON object, got {_kind(record)}")
             continue
@@ -425,6 +431,8 @@ def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
         raise _Rejected(f"invalid YAML front matter{where}: {what}") from error
     except (yaml.YAMLError, ValueError) as error:  # TOML and JSON front matter raise ValueError subclasses
         raise _Rejected(f"invalid front matter: {error}") from error
+    except RecursionError:  # hostile nesting ([[[[...) exhausts the parser's stack
+        raise _Rejected("invalid front matter: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -186,6 +186,8 @@ def _json_annotation(text: str, brace: int, surface: str) -> tuple[str, str, str
         attributes, end = json.JSONDecoder().raw_decode(text, brace)
     except json.JSONDecodeError as error:
         raise ValueError(f"bad entity JSON at column {error.pos + 1}: {error.msg}") from None
+    except RecursionError:  # hostile nesting ([[[[...) exhausts the decoder's stack; a value is a flat string
+        raise ValueError(f"bad entity JSON at column {brace + 1}: nested too deeply") from None
     # A misspelt key ("rol") would otherwise drop the role without a word.
     unknown = sorted(set(attributes) - ENTITY_JSON_KEYS)
     if unknown:
@@ -305,6 +307,8 @@ class _RasaYamlReader:
         except yaml.reader.ReaderError as error:
             line = text[: error.position].count("\n") + 1
             raise TrainingDataError(self.path, line, f"invalid YAML: {error.reason}") from error
+        except RecursionError:  # PyYAML composes nested collections recursively: a few hundred deep exhaust the stack
+            raise TrainingDataError(self.path, None, "invalid YAML: collections nested too deeply") from None
         if root is None or _is_null(root):
             return
         if not isinstance(root, MappingNode):

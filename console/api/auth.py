@@ -121,6 +121,7 @@ STANDARD_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Error, "description": "The body cannot be read (not UTF-8 text)."},
     401: {"model": Error, "description": "No token, or one that is unknown, revoked or expired."},
     403: {"model": Error, "description": "The token lacks the route's scope."},
+    413: {"model": Error, "description": "The request body is larger than the console takes (console/body_limit.py)."},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Error, "description": "No such record."}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Error, "description": "The change is refused."}}

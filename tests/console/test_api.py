@@ -3,7 +3,9 @@ reply sends, and the OpenAPI schema (valid, complete, and fuzzed with schemathes
 
 from __future__ import annotations
 
+import time
 import warnings
+from collections import Counter
 from datetime import timedelta
 
 import httpx
@@ -21,6 +23,7 @@ from tests.console.conftest import BASE
 from tests.support import make_chat
 
 ALL_SCOPES = [str(scope) for scope in ApiScope]
+SCHEMATHESIS_EXAMPLES = 30  # per operation and generation mode (positive, negative): over 1,000 cases in all
 
 
 async def bearer(crm, *scopes: str, by=None, **options) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -316,7 +319,8 @@ async def test_the_openapi_schema_is_valid_and_lists_every_route_with_its_scope(
 
 @pytest.mark.slow
 async def test_schemathesis_cases_never_get_a_server_error(client, crm, staff) -> None:  # type: ignore[no-untyped-def]
-    """Generated requests (valid and invalid) to every operation: never a 5xx, and every answer as documented."""
+    """Generated requests (valid and invalid) to every operation: never a 5xx, and every answer as documented.
+    At least 1,000 cases; with -s the run prints its count, time and status codes."""
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
         content_type_conformance,
@@ -330,21 +334,25 @@ async def test_schemathesis_cases_never_get_a_server_error(client, crm, staff) -
         await crm.knowledge.create_article(question=f"Question {i}?", answer="Answer.", language="en")
     headers = await bearer(crm, by=staff.admin)
     schema = schemathesis.openapi.from_dict((await client.get(f"{PREFIX}/openapi.json")).json())
-    cases = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
+    started = time.perf_counter()
+    operations = [result.ok() for result in schema.get_all_operations()]
+    cases, modes = [], Counter()
+    for operation in operations:
         for mode in schemathesis.GenerationMode:
-            @settings(max_examples=12, database=None, deadline=None, phases=[Phase.generate],
+            @settings(max_examples=SCHEMATHESIS_EXAMPLES, database=None, deadline=None, phases=[Phase.generate],
                       suppress_health_check=list(HealthCheck))
             @given(operation.as_strategy(generation_mode=mode))
             def collect(case) -> None:  # type: ignore[no-untyped-def]
                 cases.append(case)
 
+            before = len(cases)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 collect()
-    assert len(cases) > 300
+            modes[str(mode.value)] += len(cases) - before
+    generated = time.perf_counter() - started
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    statuses: Counter[int] = Counter()
     for case in cases:
         kwargs = case.as_transport_kwargs(base_url=BASE, headers=headers)
         request = {key: kwargs[key] for key in ("method", "url", "headers", "params") if kwargs.get(key) is not None}
@@ -353,8 +361,15 @@ async def test_schemathesis_cases_never_get_a_server_error(client, crm, staff) -
         elif "content" in kwargs or "data" in kwargs:
             request["content"] = kwargs.get("content", kwargs.get("data"))
         response = await client.request(**request)
+        statuses[response.status_code] += 1
         assert response.status_code < 500, (case.method, case.formatted_path, request, response.text[:300])
         case.validate_response(response, checks=checks)
+    summary = (f"schemathesis: {len(cases)} cases ({', '.join(f'{n} {m}' for m, n in sorted(modes.items()))}) "
+               f"over {len(operations)} operations; generated in {generated:.1f} s, sent in "
+               f"{time.perf_counter() - started - generated:.1f} s; status codes {dict(sorted(statuses.items()))}")
+    print(summary)
+    assert len(cases) >= 1000, summary
+    assert not [code for code in statuses if code >= 500], summary
     assert ticket.id
 
 
