@@ -42,6 +42,7 @@ from bot.messages import Incoming, Reply
 from bot.texts import text
 from bot.webchat_limit import MAX_BODY_BYTES, WebchatLimiter
 from crm_store.body_limit import limit_request_bodies
+from crm_store.coltypes import storable_text
 from crm_store.events import AgentReplied, BotPushed, DomainEvent
 from crm_store.observability import HANDLE_SECONDS, MESSAGES_IN
 
@@ -64,7 +65,7 @@ class WebchatMessage(BaseModel):
     @classmethod
     def _storable(cls, value: str | None) -> str | None:
         """Text the database can store: no NUL, no lone surrogate (JSON can carry both)."""
-        if value is not None and ("\x00" in value or not _encodes(value)):
+        if value is not None and not storable_text(value):
             raise ValueError("must be text without NUL characters or unpaired surrogates")
         return value
 
@@ -128,14 +129,6 @@ class WebchatHub:
 @functools.cache
 def _page() -> str:
     return PAGE.read_text(encoding="utf-8")
-
-
-def _encodes(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def in_both(key: str, **values: object) -> str:

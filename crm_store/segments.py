@@ -54,6 +54,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from crm_store import models as m
+from crm_store.coltypes import storable_text
 from crm_store.enums import EnrollmentStatus, MessageDirection, OrderStatus
 from crm_store.errors import InvalidSegment
 
@@ -289,17 +290,9 @@ def _text(where: str, value: Any, spec: _Spec) -> str:
 
 def _storable(where: str, value: str) -> str:
     """Text the database can compare: no NUL (PostgreSQL refuses it) and no lone surrogate (not UTF-8)."""
-    if "\x00" in value or (not value.isascii() and not _encodes(value)):
+    if not storable_text(value):
         raise ValueError(f"{where}: {value!r} holds a character that is not text (NUL or a lone surrogate).")
     return value
-
-
-def _encodes(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _number(where: str, value: Any, *, integer: bool, low: int | None, high: int | None, what: str = "") -> Any:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, func, inspect, select, text, update
+from sqlalchemy import MetaData, func, select, text, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner, Result
@@ -32,6 +32,7 @@ from kefu.backup import PG_DUMP_MAGIC, SQLITE_MAGIC, libpq_environment, schema_h
 from kefu.cli import app
 from kefu.runtime import crm_session
 from kefu.sample_data import load_sample_shop
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
 Snapshot = dict[str, list[tuple[Any, ...]]]
@@ -93,15 +94,7 @@ def snapshot(url: str) -> Snapshot:
 
 
 def table_names(url: str) -> set[str]:
-    async def run() -> set[str]:
-        engine = create_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return asyncio.run(support.table_names(url))
 
 
 def wipe(url: str) -> None:
