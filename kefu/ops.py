@@ -149,6 +149,13 @@ def configure_logging(settings: OpsSettings, *, process: str, stream: TextIO | N
     sql = logging.getLogger("sqlalchemy.engine.Engine")
     if not sql.handlers:
         sql.addHandler(logging.NullHandler())
+    # uvicorn's own logging config (its default when a server is built without log_config=None) gives its loggers
+    # handlers of their own, unmasked, and stops them propagating: bring their lines back through the handler above.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uv = logging.getLogger(name)
+        for old in list(uv.handlers):
+            uv.removeHandler(old)
+        uv.propagate = True
     # aiogram logs every handled update at INFO ("Update id=... is handled"): a line per customer message.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 

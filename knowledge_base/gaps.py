@@ -108,6 +108,7 @@ class _Phrasing:
 def cluster_questions(questions: Sequence[AskedQuestion], *, encoder_for: Callable[[str], Encoder],
                       settings: KbSettings, cache: VectorCache | None = None) -> list[GapCluster]:
     """The questions grouped into topics, the most asked first."""
+    vectors_of = cache if cache is not None else VectorCache()  # not `or`: an empty cache has len 0, is falsy
     by_key: dict[str, _Phrasing] = {}
     for question in sorted(questions, key=lambda q: q.asked_at):
         if key := phrasing_key(question.text):
@@ -120,7 +121,7 @@ def cluster_questions(questions: Sequence[AskedQuestion], *, encoder_for: Callab
     similarity = {"en": settings.gap_similarity_en, "zh": settings.gap_similarity_zh}
     clusters = []
     for language, phrasings in by_language.items():
-        vectors = (cache or VectorCache()).encode(encoder_for(language), [p.text for p in phrasings])
+        vectors = vectors_of.encode(encoder_for(language), [p.text for p in phrasings])
         for rows in _groups(vectors, similarity[language]):
             clusters.append(_cluster(language, [phrasings[r] for r in rows], vectors[rows]))
     return sorted(clusters, key=lambda c: (-c.count, -c.last_asked_at.timestamp(), c.label))

@@ -86,7 +86,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
     # uvicorn does not set it on sockets it is handed.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(400):
         if server.started or task.done():

@@ -95,7 +95,7 @@ async def test_start_speaks_the_users_language_and_the_menu_exists_in_both(runni
     (welcome,) = await tg.wait_for_messages(103, 1)
     assert welcome["text"].startswith("您好, 李娜") and buttons(welcome) == ["lang:en", "lang:zh"]
     commands = tg.commands
-    assert {c["command"] for c in commands[""]} == {"start", "help", "courses", "human", "language", "stop"}
+    assert {c["command"] for c in commands[""]} == {"start", "help", "courses", "human", "language", "privacy", "stop"}
     assert next(c for c in commands["zh"] if c["command"] == "human")["description"] == "转人工客服"
 
 
