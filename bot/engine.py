@@ -72,21 +72,23 @@ class DialogueEngine:
     async def record_only(self, incoming: Incoming) -> None:
         """Store a message the bot will not answer (its chat is over the flood limit): nothing a customer sends is
         lost, even when it is not answered."""
-        payload = {"button": incoming.payload} if incoming.payload else None
-        await self.crm.conversations.record_incoming(
+        await self._record_incoming(incoming)
+
+    async def _record_incoming(self, incoming: Incoming) -> Any:
+        payload: dict[str, str] = {}
+        if incoming.payload:
+            payload["button"] = incoming.payload
+        if incoming.shared_contact is not None:
+            payload["contact"] = incoming.shared_contact
+        return await self.crm.conversations.record_incoming(
             channel=incoming.channel, external_id=incoming.external_id, text=linking.redacted(incoming.text),
-            channel_message_id=incoming.message_id, payload=payload, display_name=incoming.display_name,
+            channel_message_id=incoming.message_id, payload=payload or None, display_name=incoming.display_name,
             language=language_from_code(incoming.language_code),
         )
 
     async def handle(self, incoming: Incoming) -> Outcome:
         started = time.perf_counter()
-        payload = {"button": incoming.payload} if incoming.payload else None
-        recorded = await self.crm.conversations.record_incoming(
-            channel=incoming.channel, external_id=incoming.external_id, text=linking.redacted(incoming.text),
-            channel_message_id=incoming.message_id, payload=payload, display_name=incoming.display_name,
-            language=language_from_code(incoming.language_code),
-        )
+        recorded = await self._record_incoming(incoming)
         conversation = recorded.conversation
         key = f"{incoming.channel}:{incoming.external_id}"
         state = await self.state.get(key)
@@ -155,6 +157,8 @@ class _Turn:
         return text(key, self.language, **values)
 
     async def respond(self) -> list[Reply]:
+        if self.incoming.shared_contact is not None:
+            return await loyalty.link_by_phone(self, self.incoming.shared_contact)
         if self.incoming.payload:
             return await self.on_button(self.incoming.payload)
         message = self.incoming.text.strip()
@@ -238,7 +242,7 @@ class _Turn:
                 return await self.hand_off(HandoffReason.CUSTOMER_ASKED, "", intent="human_handoff")
             self.state["fallbacks"] = 0
             return [Reply(self.t("rephrase"))]
-        if kind in ("contact", "redeem", "confirm", "cancel"):
+        if kind in ("redeem", "confirm", "cancel"):
             return await loyalty.on_button(self, kind, rest)
         if kind == "sv":
             return await surveys.on_button(self, rest)

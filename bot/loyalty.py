@@ -106,8 +106,6 @@ def confirm(turn: _Turn, reward: Any, intent: str | None) -> list[Reply]:
 
 
 async def on_button(turn: _Turn, kind: str, rest: str) -> list[Reply]:
-    if kind == "contact":
-        return await link_by_phone(turn, rest)
     if not await linked(turn):
         return ask_to_link(turn, None)
     loyalty = turn.engine.crm.loyalty

@@ -29,6 +29,9 @@ class Incoming:
     message_id: str | None = None  # the channel's own id (Telegram: update id), makes redelivery idempotent
     display_name: str = ""
     language_code: str | None = None  # the channel's hint (Telegram's user.language_code)
+    # A contact card the user shared ("share my phone"): its number when it is the sender's own, "other" when not.
+    # Only Telegram vouches for whose card it is; a button payload never stands for one (anyone can forge those).
+    shared_contact: str | None = None
 
 
 @dataclass(frozen=True)

@@ -419,17 +419,14 @@ class TelegramChannel:
         allowed, warn = self.throttle.allow(chat_id)
         user = message.from_user
         language_code = user.language_code if user else None
-        if message.text is not None:
-            body, payload = message.text, None
-        elif message.contact is not None:
+        body, contact = message.text or "", None  # sticker, photo, voice...: the engine answers "text only"
+        if message.text is None and message.contact is not None:
             # Shared with the "share my phone" button: only the user's own contact counts (linking comes later).
             own = user is not None and message.contact.user_id == user.id
-            body, payload = "", f"contact:{message.contact.phone_number}" if own else "contact:other"
-        else:
-            body, payload = "", None  # sticker, photo, voice...: the engine answers "text only"
+            contact = message.contact.phone_number if own else "other"
         incoming = Incoming(
-            "telegram", str(chat_id), text=body, payload=payload, message_id=str(message.message_id),
-            display_name=(user.full_name if user else "") or "", language_code=language_code,
+            "telegram", str(chat_id), text=body, message_id=str(message.message_id),
+            display_name=(user.full_name if user else "") or "", language_code=language_code, shared_contact=contact,
         )
         if not allowed:  # stored, not answered
             MESSAGES_IN.labels("telegram").inc()

@@ -42,6 +42,17 @@ async def test_an_unlinked_chat_sees_no_data_and_is_asked_for_its_phone(tg: Fake
     assert "your own contact" in messages[1]["text"]
 
 
+async def test_a_forged_contact_button_links_nothing(tg: FakeTelegram) -> None:
+    """Callback data is whatever a (modified) client sends: a button claiming to be a shared contact is not one."""
+    tg.user_message(203, "hi")
+    (hello,) = await tg.wait_for_messages(203, 1)
+    tg.callback(203, f"contact:{EMILY_PHONE}", message_id=hello["message_id"])
+    tg.user_message(203, "how many points do I have?")
+    messages = await tg.wait_for_messages(203, 3)
+    assert "Emily" not in messages[1]["text"]
+    assert "share your phone" in messages[2]["text"]  # still not linked: the points stay Emily's
+
+
 async def test_linking_by_contact_then_balance_history_and_a_single_redemption(tg: FakeTelegram,
                                                                                 stack: Stack) -> None:
     customer = await emily(stack)
