@@ -259,11 +259,21 @@ def demo(
     reset: Annotated[bool, typer.Option("--reset", help="Delete the SQLite database first and start over.")] = False,
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the web chat, the console and (with "
                                         "KEFU_BOT_TELEGRAM_TOKEN) the Telegram bot; --no-serve only sets up.")] = True,
+    server_database: Annotated[bool, typer.Option(
+        "--server-database", help="Load the sample shop, and its agents with printed passwords, into the database "
+        "server KEFU_DATABASE_URL names (refused without it: the demo is for the embedded SQLite file).")] = False,
 ) -> None:
     """Set up the embedded database, load the sample shop (once), and run the bot and the console on one port."""
+    from sqlalchemy.engine import make_url
+
     from kefu.sample_data import SHOP_NAME, load_sample_shop
 
     settings = _load_settings()
+    if make_url(settings.database_url).get_backend_name() != "sqlite" and not server_database:
+        # Its agents' passwords are printed and the same on every install: never into a real deployment by mistake.
+        fail(f"kefu demo loads a sample shop whose agents' passwords it prints, so only into an SQLite file; "
+             f"KEFU_DATABASE_URL is {_shown_url(settings.database_url)}. Unset it (the demo uses var/kefu.db), or "
+             f"add --server-database to load the demo there anyway.")
     if reset:
         _delete_sqlite_database(settings)
     summary = _run(lambda: _with_crm(settings, load_sample_shop), settings)

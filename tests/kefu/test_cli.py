@@ -143,6 +143,19 @@ def test_demo_reset_starts_over(tmp_path: Path) -> None:
     assert sqlite_count(database, "teams") == 2  # the leftover went with the old file
 
 
+def test_demo_loads_into_a_database_server_only_when_asked(new_db: str, tmp_path: Path) -> None:
+    """Its agents' passwords are printed and the same everywhere: a KEFU_DATABASE_URL left pointing at production
+    must not get them."""
+    server = "postgresql+asyncpg://kefu:s3cret@db.invalid:5432/kefu"
+    refused = kefu("demo", "--no-serve", cwd=tmp_path, database_url=server)
+    assert_one_line_error(refused, "only into an SQLite file", "--server-database", "db.invalid")
+    assert "s3cret" not in refused.stderr and not (tmp_path / "var").exists()
+
+    asked = kefu("demo", "--no-serve", "--server-database", cwd=tmp_path, database_url=new_db)
+    assert asked.returncode == 0, asked.stderr
+    assert DEMO_AGENTS[0].email in asked.stdout
+
+
 # --- kefu import -------------------------------------------------------------------------------------------
 
 
