@@ -181,8 +181,10 @@ async def note(request: Request, conversation_id: int, console: ConsoleDep, sign
     page = await load_visible(console, signed, conversation_id)
     if not (text := text.strip()):
         return problem(request, "Write the note first.", back=url_of(conversation_id))
+    if len(text) > MAX_REPLY:  # the composer's limit: never a note cut short without a word
+        return problem(request, f"A note is at most {MAX_REPLY:,} characters.", back=url_of(conversation_id))
     added = await console.crm.conversations.add_note(conversation_id=conversation_id, agent_id=signed.agent.id,
-                                                     text=text[:MAX_REPLY])
+                                                     text=text)
     return done(request, url_of(conversation_id),
                 transcript(request, page, (added,), earlier=None) if is_htmx(request) else None)
 

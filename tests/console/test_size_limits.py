@@ -54,7 +54,7 @@ async def test_a_form_over_the_cap_is_the_error_page(client, crm, staff) -> None
     assert response.status_code == 400 and "larger than 5 MB" in response.text
 
 
-async def test_an_agents_reply_is_at_most_4000_characters(client, crm, staff, bus) -> None:  # type: ignore[no-untyped-def]
+async def test_an_agents_reply_and_note_are_at_most_4000_characters(client, crm, staff, bus) -> None:  # type: ignore[no-untyped-def]
     assert MAX_REPLY <= 4096  # Telegram's limit for one message
     ticket = await open_ticket(crm, "long")
     headers = {"X-CSRF-Token": await session_for(crm, staff.agent, client), "HX-Request": "true"}
@@ -67,6 +67,13 @@ async def test_an_agents_reply_is_at_most_4000_characters(client, crm, staff, bu
                             headers=await bearer(crm))
     assert api.status_code == 422 and "4000" in api.text
     assert [event.text for event in bus.of(AgentReplied)] == ["y" * MAX_REPLY]
+
+    notes = f"/conversations/{ticket.conversation_id}/notes"
+    refused = await client.post(notes, data={"text": "n" * (MAX_REPLY + 1)}, headers=headers)
+    assert refused.status_code == 400 and refused.text == "A note is at most 4,000 characters."  # not cut short
+    assert (await client.post(notes, data={"text": "n" * MAX_REPLY}, headers=headers)).status_code == 200
+    transcript = await crm.conversations.transcript(conversation_id=ticket.conversation_id)
+    assert [len(m.text) for m in transcript if m.text.startswith("n")] == [MAX_REPLY]
 
 
 @pytest.fixture
