@@ -35,6 +35,32 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+# The fixtures through which a test reaches the database or Redis (the real services in CI's second phase).
+SERVICE_FIXTURES = frozenset({"fresh_database_url", "database_url", "redis_client"})
+
+
+def uses_the_services(item: pytest.Item) -> bool:
+    """Whether a test reaches the database or Redis: through a fixture (directly or through others), or because its
+    module reads the test services' URLs itself (tests.conftest's PG_URL / REDIS_URL)."""
+    if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and any(getattr(module, name, None) is not None for name in ("PG_URL", "REDIS_URL"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the real services (KEFU_TEST_DATABASE_URL / KEFU_TEST_REDIS_URL), only the tests that reach them run:
+    the others (parsers, ranking, NLU, markdown...) gave their answer in the embedded run already, and would give
+    the same one again. KEFU_TEST_EVERYTHING=1 runs them anyway. pytest reports them as deselected."""
+    if not (PG_URL or REDIS_URL) or os.environ.get("KEFU_TEST_EVERYTHING") == "1" or config.option.keyword:
+        return
+    independent = [item for item in items if not uses_the_services(item)]
+    if independent:
+        kept = set(items) - set(independent)
+        config.hook.pytest_deselected(items=independent)
+        items[:] = [item for item in items if item in kept]
+
+
 async def _create_pg_database(admin_url: str, name: str) -> str:
     engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
     async with engine.connect() as conn:

@@ -159,3 +159,25 @@ def test_any_failing_phase_fails_ci_at_once(machine: FakeMachine, failing_call: 
     assert result.returncode == status
     assert len(machine.log("make")) == failing_call
     assert "FAILED" in result.stdout
+
+
+def test_the_services_run_keeps_every_test_that_reaches_a_service() -> None:
+    """CI's second phase runs the tests that reach the database or Redis: through a fixture's closure, or because
+    their module reads tests.conftest's service URLs; the rest ran in the first phase."""
+    from types import ModuleType, SimpleNamespace
+
+    from tests.conftest import uses_the_services
+
+    plain, embedded, on_services = ModuleType("plain"), ModuleType("embedded"), ModuleType("on_services")
+    embedded.REDIS_URL = None  # type: ignore[attr-defined]  # imported, on the embedded defaults
+    on_services.REDIS_URL = REDIS_URL  # type: ignore[attr-defined]
+
+    def item(*fixtures: str, module: ModuleType = plain) -> SimpleNamespace:
+        return SimpleNamespace(fixturenames=list(fixtures), module=module)
+
+    assert uses_the_services(item("crm", "db", "settings", "database_url"))  # type: ignore[arg-type]
+    assert uses_the_services(item("new_db", "fresh_database_url"))  # type: ignore[arg-type]
+    assert uses_the_services(item("stream", "redis_client"))  # type: ignore[arg-type]
+    assert uses_the_services(item("tmp_path", module=on_services))  # type: ignore[arg-type]
+    assert not uses_the_services(item("tmp_path", "encoders"))  # type: ignore[arg-type]
+    assert not uses_the_services(item(module=embedded))  # type: ignore[arg-type]
