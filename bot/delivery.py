@@ -11,7 +11,8 @@ A redelivered entry whose mark says "sent" is acknowledged without sending. One 
 when its worker died (counted as in doubt: `kefu_delivery_in_doubt_total`): Telegram may or may not have it, and
 the Bot API cannot list a chat's messages, so the chat is probed with edits to the very same text
 (TelegramSender.find_sent: Telegram answers "not modified" for the message that already reads so); it is sent
-again only when the chat does not have it.
+again only when the chat does not have it. A reply over Telegram's 4,096 UTF-16 units goes out in parts
+(bot.telegram.reply_parts): the chat is probed part by part, and only the parts it lacks are sent.
 
 One chat's messages go out in order (a lane per chat); different chats at once, `concurrency` at most. The
 sending limits (one message a second per chat, thirty per bot, 429 `retry_after`) are the request middleware's
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
 
 from bot.messages import Reply
+from bot.telegram import reply_parts
 from crm_store.bus import Delivery, RedisEventBus, unless_stopping
 from crm_store.coltypes import utcnow
 from crm_store.enums import DeliveryStatus
@@ -154,12 +156,14 @@ class Deliverer:
                 await self.sender.crm.conversations.mark_delivery(
                     message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=mark[5:])
                 return True
+            in_chat = 0  # parts of the reply (bot.telegram.reply_parts) the chat has already
             if mark is not None and mark != f"sending:{self.worker}":
                 if not redelivered:
                     return True  # another worker holds it: it sends it, or its copy is taken over
                 DELIVERY_IN_DOUBT.inc()
                 await self.marks.sending(reply.message_id, self.worker)
-                if await self._arrived(chat_id, reply, sender, holder=mark[8:]):
+                in_chat = await self._in_chat(chat_id, reply, sender, holder=mark[8:])
+                if in_chat is None:
                     return True
             message_id = reply.message_id
 
@@ -167,31 +171,35 @@ class Deliverer:
                 await self.marks.sent(message_id, str(sent.message_id))
 
             try:
-                await self.sender.deliver(chat_id, reply, reraise=True, sender=sender, accepted=accepted)
+                await self.sender.deliver(chat_id, reply, reraise=True, sender=sender, accepted=accepted,
+                                          from_part=in_chat)
             except FINAL_REFUSALS:
                 return True  # recorded as failed by the sender; trying again would not help
             DELIVERY_SECONDS.labels("telegram").observe(max(0.0, (utcnow() - event.occurred_at).total_seconds()))
             return True
 
 
-    async def _arrived(self, chat_id: int, reply: Reply, sender: str, *, holder: str) -> bool:
+    async def _in_chat(self, chat_id: int, reply: Reply, sender: str, *, holder: str) -> int | None:
         """Did the chat get this in-doubt message before its sender stopped? Looked for in the chat (see
-        TelegramSender.find_sent) and, when found, marked and recorded as sent."""
+        TelegramSender.find_sent): None when it has the whole of it (then marked and recorded as sent), else how
+        many of its parts it has (a long reply cut short: the rest is to be sent)."""
         assert reply.message_id is not None
         after, skip = await self.sender.crm.conversations.channel_ids_around(message_id=reply.message_id)
         found = await self.sender.find_sent(chat_id, reply, after=after, skip=skip)
-        extra = {"in_doubt_message_id": reply.message_id, "found": found is not None}
-        if found is None:
-            log.warning("delivery: message %s was in flight when %s stopped and the chat does not have it; sending "
-                        "it again", reply.message_id, holder, extra=extra)
-            return False
+        whole = len(found) == len(reply_parts(reply))
+        extra = {"in_doubt_message_id": reply.message_id, "found": whole, "parts_found": len(found)}
+        if not whole:
+            log.warning("delivery: message %s was in flight when %s stopped and the chat has %s of its %s parts; "
+                        "sending the rest", reply.message_id, holder, len(found), len(reply_parts(reply)),
+                        extra=extra)
+            return len(found)
         log.info("delivery: message %s was in flight when %s stopped; the chat has it (Telegram message %s)",
-                 reply.message_id, holder, found, extra=extra)
-        await self.marks.sent(reply.message_id, str(found))
+                 reply.message_id, holder, found[-1], extra=extra)
+        await self.marks.sent(reply.message_id, str(found[-1]))
         MESSAGES_OUT.labels("telegram", sender, "found_sent").inc()
         await self.sender.crm.conversations.mark_delivery(
-            message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=str(found))
-        return True
+            message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=str(found[-1]))
+        return None
 
 
 def _message_order(delivery: Delivery) -> int:

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -67,6 +68,8 @@ COMMANDS = {
 }
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 CALLBACK_DATA_MAX = 64  # bytes, Telegram's limit
+TEXT_LIMIT = 4096  # one message's text, in UTF-16 code units after entity parsing (Telegram's limit)
+PART_LIMIT = 4000  # a longer text goes out in parts of at most this many
 # Between attempts to store an update while the database is away (polling does not move its offset meanwhile).
 STORE_RETRY_S = (0.2, 0.5, 1.0, 2.0)
 
@@ -138,6 +141,39 @@ class ChatThrottle:
         return False, warn
 
 
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text: str, limit: int = PART_LIMIT) -> list[str]:
+    """A text too long for one Telegram message as several, each within `limit` UTF-16 units: cut at the last
+    paragraph break that fits, else a line break, else a space, else anywhere (never inside a character)."""
+    parts, rest = [], text
+    while utf16_len(rest) > limit:
+        units, end = 0, len(rest)
+        for index, char in enumerate(rest):  # the longest start of `rest` within the limit: rest[:end]
+            units += 2 if ord(char) > 0xFFFF else 1
+            if units > limit:
+                end = index
+                break
+        window = rest[:end]
+        cut = next((at for sep in ("\n\n", "\n", " ") if (at := window.rfind(sep)) > end // 4), end)
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    parts.append(rest)
+    return [part for part in parts if part.strip()] or [text]
+
+
+def reply_parts(reply: Reply) -> list[Reply]:
+    """The messages a reply goes out as: itself, or its text's parts (split_text) with its buttons or keyboard on
+    the last. A KB answer may be 20,000 characters, an agent's 4,000 emoji are 8,000 UTF-16 units."""
+    if utf16_len(reply.text) <= TEXT_LIMIT:
+        return [reply]
+    *first, last = split_text(reply.text)
+    bare = replace(reply, buttons=(), request_contact=None, remove_keyboard=False)
+    return [replace(bare, text=part) for part in first] + [replace(reply, text=last)]
+
+
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
     if reply.request_contact:
         return ReplyKeyboardMarkup(keyboard=[[KeyboardButton(text=reply.request_contact, request_contact=True)]],
@@ -163,17 +199,19 @@ class TelegramSender:
         self.crm = crm
 
     async def deliver(self, chat_id: int, reply: Reply, *, reraise: bool = False, sender: str = "bot",
-                      accepted: Callable[[Message], Awaitable[None]] | None = None) -> Message | None:
+                      accepted: Callable[[Message], Awaitable[None]] | None = None,
+                      from_part: int = 0) -> Message | None:
         """Send one reply and record the outcome; with `reraise`, a refusal is raised again (the caller retries
-        later) after being recorded. `accepted` is awaited the moment Telegram has the message, before anything
-        else (the delivery worker's idempotency mark: the shorter that gap, the fewer sends are in doubt)."""
-        if reply.image_url:
+        later) after being recorded. `accepted` is awaited the moment Telegram has the message (its last part),
+        before anything else (the delivery worker's idempotency mark: the shorter that gap, the fewer sends are in
+        doubt). `from_part`: the parts before it are in the chat already (reply_parts; an interrupted send)."""
+        if reply.image_url and from_part == 0:
             try:
                 await self.bot.send_photo(chat_id, reply.image_url)
             except TelegramAPIError:  # a broken picture must not cost the customer the text
                 log.warning("telegram: could not send the picture %s to chat %s", reply.image_url, chat_id)
         try:
-            sent = await self._send_formatted(chat_id, reply)
+            sent = await self._send_formatted(chat_id, reply, from_part=from_part)
         except TelegramAPIError:
             log.exception("telegram: could not send to chat %s", chat_id)
             MESSAGES_OUT.labels("telegram", sender, "failed").inc()
@@ -191,14 +229,25 @@ class TelegramSender:
                 message_id=reply.message_id, status=DeliveryStatus.SENT, channel_message_id=str(sent.message_id))
         return sent
 
-    async def find_sent(self, chat_id: int, reply: Reply, *, after: int, skip: set[int], tries: int = 8) -> int | None:
-        """The Telegram id of this reply if the chat already has it, else None: a send in doubt (its sender died
-        with the request on the wire), looked for without sending anything. The Bot API cannot list a chat's
-        messages, but a private chat numbers them in order (both ways) and an edit to the very same text and
-        buttons is refused as "not modified": each id above `after` not in `skip` (the chat's messages on record)
-        is edited to this reply until one says so. Other answers mean another message (the customer's: "can't be
-        edited"), none ("not found"), or a picture ("no text"). An edit that goes through was a message of the
-        bot's that nothing has on record; that is logged."""
+    async def find_sent(self, chat_id: int, reply: Reply, *, after: int, skip: set[int],
+                        tries: int = 8) -> list[int]:
+        """The Telegram ids of this reply's parts (reply_parts) the chat already has, in order: all of them, the
+        first few (a send cut short), or none. A send in doubt (its sender died with the request on the wire),
+        looked for without sending anything. The Bot API cannot list a chat's messages, but a private chat numbers
+        them in order (both ways) and an edit to the very same text and buttons is refused as "not modified": each
+        id above `after` not in `skip` (the chat's messages on record) is edited to the part looked for until one
+        says so, then the next part is looked for after it. Other answers mean another message (the customer's:
+        "can't be edited"), none ("not found"), or a picture ("no text"). An edit that goes through was a message
+        of the bot's that nothing has on record; that is logged."""
+        found: list[int] = []
+        for part in reply_parts(reply):
+            at = await self._find_part(chat_id, part, after=found[-1] if found else after, skip=skip, tries=tries)
+            if at is None:
+                break
+            found.append(at)
+        return found
+
+    async def _find_part(self, chat_id: int, reply: Reply, *, after: int, skip: set[int], tries: int) -> int | None:
         markup = keyboard(reply)
         inline = markup if isinstance(markup, InlineKeyboardMarkup) else None
         forms = [(to_telegram_html(reply.text), "HTML"), (reply.text, None)] if reply.markdown else [(reply.text, None)]
@@ -219,7 +268,15 @@ class TelegramSender:
                 return candidate
         return None
 
-    async def _send_formatted(self, chat_id: int, reply: Reply) -> Message:
+    async def _send_formatted(self, chat_id: int, reply: Reply, *, from_part: int = 0) -> Message:
+        """The reply's parts (reply_parts) from `from_part` on, in order: the last one's message."""
+        sent: Message | None = None
+        for part in reply_parts(reply)[from_part:]:
+            sent = await self._send_part(chat_id, part)
+        assert sent is not None  # a reply has at least one part
+        return sent
+
+    async def _send_part(self, chat_id: int, reply: Reply) -> Message:
         """A Markdown reply as Telegram HTML; should Telegram refuse the markup, the plain text still goes."""
         if reply.markdown:
             try:

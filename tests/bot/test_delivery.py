@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from bot.delivery import GROUP, Deliverer, DeliveryWorker, MemoryMarks, RedisMarks, outbound
 from bot.messages import Button, Reply
-from bot.telegram import TelegramSender
+from bot.telegram import PART_LIMIT, TEXT_LIMIT, TelegramSender, reply_parts, split_text, utf16_len
 from crm_store.bus import RedisEventBus
 from crm_store.enums import DeliveryStatus, SenderType
 from crm_store.events import AgentReplied, BotPushed, CustomerCreated
@@ -163,6 +163,83 @@ async def test_a_send_in_doubt_that_never_reached_the_chat_is_sent_and_nothing_e
     assert await Deliverer(sender, marks, worker="me").deliver(event) is True
     assert tg.texts_to(chat) == ["Hello! How can I help?", "Done."]
     assert tg.calls("editMessageText") and not [c for c in tg.calls("editMessageText") if c.ok]
+
+
+# --- replies longer than one Telegram message ----------------------------------------------------------------
+
+
+def test_a_long_text_is_cut_between_paragraphs_then_lines_then_words_then_anywhere() -> None:
+    paragraphs = "\n\n".join(f"Paragraph {n}. " + "word " * 300 for n in range(8))  # ~1,500 characters each
+    parts = split_text(paragraphs)
+    assert all(part.startswith("Paragraph") for part in parts) and len(parts) == 4  # two paragraphs a part
+    lines = "\n".join(" ".join(["line"] * 100) for _ in range(20))  # no paragraph break
+    assert all(part.startswith("line") and part.endswith("line") for part in split_text(lines))
+    emoji = "😀" * 4000  # 8,000 UTF-16 units, no space: cut anywhere, never inside a character
+    assert [utf16_len(part) for part in split_text(emoji)] == [PART_LIMIT, 8000 - PART_LIMIT]
+    for text in (paragraphs, lines, emoji):
+        assert all(utf16_len(part) <= PART_LIMIT for part in split_text(text))
+        assert "".join(split_text(text)).replace(" ", "").replace("\n", "") == text.replace(" ", "").replace(
+            "\n", "")  # nothing lost but the whitespace at the cuts
+    assert split_text("short") == ["short"]
+
+
+async def test_an_agent_reply_over_telegrams_limit_goes_out_in_parts(crm: Any, bus: RecordingBus, tg: FakeTelegram,
+                                                                     sender: TelegramSender) -> None:
+    """4,000 characters is the console's limit, but 4,000 emoji are 8,000 UTF-16 units: Telegram's limit is 4,096."""
+    text = "😀" * 4000
+    event = await agent_reply(crm, bus, chat=330, text=text)
+    assert await Deliverer(sender, MemoryMarks()).deliver(event) is True
+    sent = tg.messages_to(330)
+    assert "".join(m["text"] for m in sent) == text and len(sent) == 2
+    assert all(utf16_len(m["text"]) <= TEXT_LIMIT for m in sent)
+    row = await stored_message(crm, event)
+    assert row.delivery_status == DeliveryStatus.SENT and row.channel_message_id == str(sent[-1]["message_id"])
+
+
+async def long_answer_pushed(crm: Any, bus: RecordingBus, tg: FakeTelegram, chat: int) -> tuple[Any, Reply]:
+    """The bot pushes a 9,000-character Markdown answer with buttons to a chat: its event and reply."""
+    conversation_id = await customer_writes(crm, tg, chat, "tell me everything about tea")
+    text = "\n\n".join(f"**Part {n}**: " + "steep the leaves gently " * 60 for n in range(6))
+    pushed = Reply(text, (Button("Helpful", "fb:up:1"), Button("Not helpful", "fb:down:1")), markdown=True)
+    await crm.conversations.record_outgoing(conversation_id=conversation_id, sender=SenderType.BOT, text=text,
+                                            payload=pushed.payload(), push=True)
+    return bus.of(BotPushed)[-1], pushed
+
+
+async def test_a_long_markdown_answer_is_formatted_part_by_part_with_the_buttons_on_the_last(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender
+) -> None:
+    event, pushed = await long_answer_pushed(crm, bus, tg, chat=331)
+    assert await Deliverer(sender, MemoryMarks()).deliver(event) is True
+    sent = tg.messages_to(331)
+    assert len(sent) == len(reply_parts(pushed)) == 3
+    assert [m["text"].split(":")[0] for m in sent] == ["<b>Part 0</b>", "<b>Part 2</b>", "<b>Part 4</b>"]
+    assert all("**" not in m["text"] for m in sent)
+    assert [bool(m.get("reply_markup")) for m in sent] == [False, False, True]
+
+
+@pytest.mark.parametrize("parts_sent", [1, 3])
+async def test_a_long_reply_in_doubt_sends_only_the_parts_the_chat_lacks(
+    crm: Any, bus: RecordingBus, tg: FakeTelegram, sender: TelegramSender, parts_sent: int
+) -> None:
+    """Its sender died after the first part (or after all three): the chat is probed part by part and only the
+    rest is sent; nothing in the chat is edited."""
+    chat = 332 + parts_sent
+    event, pushed = await long_answer_pushed(crm, bus, tg, chat=chat)
+    parts = reply_parts(pushed)
+    dead = TelegramSender(tg.bot(), crm)
+    for part in parts[:parts_sent]:
+        await dead._send_part(chat, part)  # the dead worker's sends
+    marks = MemoryMarks()
+    await marks.sending(event.message_id, "dead")
+    sends = len(tg.calls("sendMessage"))
+    assert await Deliverer(sender, marks, worker="me").deliver(event) is True
+    sent = tg.messages_to(chat)
+    assert len(sent) == 3 and len(tg.calls("sendMessage")) == sends + 3 - parts_sent
+    assert [m["text"].split(":")[0] for m in sent] == ["<b>Part 0</b>", "<b>Part 2</b>", "<b>Part 4</b>"]
+    assert not [c for c in tg.calls("editMessageText") if c.ok]
+    row = await stored_message(crm, event)
+    assert row.delivery_status == DeliveryStatus.SENT and row.channel_message_id == str(sent[-1]["message_id"])
 
 
 async def test_a_blocked_chat_is_acknowledged_recorded_failed_and_not_retried(
