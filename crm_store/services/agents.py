@@ -31,7 +31,9 @@ from crm_store.errors import ConflictError, NotFound
 from crm_store.services.audit import audit_in
 from crm_store.services.base import Service
 
-_hasher = PasswordHasher()
+# argon2id at argon2-cffi's defaults (RFC 9106's low-memory profile: 3 passes over 64 MiB).
+PRODUCTION_HASHER = PasswordHasher()
+_hasher = PRODUCTION_HASHER  # the test suite swaps in a cheaper one (tests/conftest.py)
 MIN_PASSWORD_LENGTH = 8
 # last_seen_at / last_used_at are written at most this often: reading a session must not be a write every time.
 TOUCH_INTERVAL = timedelta(minutes=1)

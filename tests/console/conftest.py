@@ -11,8 +11,9 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from console.app import create_console_app
+from console.app import attach_console, install_console_routes
 from console.settings import ConsoleSettings
 from console.throttle import MemoryLoginThrottle, RedisLoginThrottle
 from tests.conftest import REDIS_URL
@@ -48,10 +49,29 @@ async def throttle() -> AsyncIterator[object]:
     await backend.close()
 
 
+@pytest.fixture(scope="session")
+def console_routes_app() -> FastAPI:
+    """The console's routes, built once for the session (FastAPI takes most of a second per app): each test attaches
+    its own CRM, settings and throttle to them (`attach`), as console.app.install_console does in one go."""
+    app = FastAPI(title="Kefu console", docs_url=None, redoc_url=None, openapi_url=None)
+    install_console_routes(app)
+    return app
+
+
 @pytest.fixture
-def app(crm, console_settings, throttle):  # type: ignore[no-untyped-def]
-    return create_console_app(crm=crm, settings=console_settings, throttle=throttle, shop_name="Kefu Tea",
-                              footer_links=[("Web chat", "/webchat")])
+def attach(console_routes_app: FastAPI, console_settings, throttle):  # type: ignore[no-untyped-def]
+    """The console's routes serving `crm` (with this test's settings and throttle, and `kb` if given)."""
+
+    def attached(crm, **options) -> FastAPI:  # type: ignore[no-untyped-def]
+        attach_console(console_routes_app, crm=crm, settings=console_settings, throttle=throttle, **options)
+        return console_routes_app
+
+    return attached
+
+
+@pytest.fixture
+def app(crm, attach):  # type: ignore[no-untyped-def]
+    return attach(crm, shop_name="Kefu Tea", footer_links=[("Web chat", "/webchat")])
 
 
 @pytest.fixture

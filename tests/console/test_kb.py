@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from console.app import create_console_app
 from console.routes import kb as kb_routes
 from crm_store.events import KnowledgeBaseChanged
 from kefu.runtime import open_knowledge_base
@@ -26,8 +25,8 @@ async def kb(crm, encoders):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def kb_client(crm, console_settings, throttle, kb) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
-    app = create_console_app(crm=crm, settings=console_settings, throttle=throttle, kb=kb)
+async def kb_client(crm, attach, kb) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    app = attach(crm, kb=kb)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
         yield c
 

@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from console.app import create_console_app
 from crm_store.enums import SenderType
 from knowledge_base.service import KnowledgeBase
 from knowledge_base.settings import KbSettings
@@ -29,9 +28,8 @@ EXCHANGES = [
 
 
 @pytest.fixture
-def app(crm, console_settings, throttle, encoders):  # type: ignore[no-untyped-def]
-    kb = KnowledgeBase(crm.knowledge, KbSettings(), encoders=encoders)
-    return create_console_app(crm=crm, settings=console_settings, throttle=throttle, kb=kb)
+def app(crm, attach, encoders):  # type: ignore[no-untyped-def]
+    return attach(crm, kb=KnowledgeBase(crm.knowledge, KbSettings(), encoders=encoders))
 
 
 @pytest.fixture

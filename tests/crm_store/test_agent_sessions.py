@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from crm_store import models as m
 from crm_store.coltypes import utcnow
 from crm_store.errors import ConflictError, NotFound
-from crm_store.services.agents import verify_password
+from crm_store.services.agents import PRODUCTION_HASHER, verify_password
 from tests.support import make_agent
 
 HOUR = timedelta(hours=1)
@@ -303,3 +303,13 @@ async def test_settings_hold_json_values_and_who_changed_them(crm) -> None:
 
 async def test_verify_password_refuses_garbage_hashes() -> None:
     assert verify_password("not-a-hash", "whatever") is False
+
+
+def test_passwords_are_hashed_in_production_with_argon2id_at_full_cost() -> None:
+    """The suite hashes cheaply (tests/conftest.py); what deployments use is at least OWASP's argon2id minimum."""
+    from argon2 import Type, extract_parameters
+
+    assert PRODUCTION_HASHER.type is Type.ID
+    assert PRODUCTION_HASHER.memory_cost >= 19 * 1024 and PRODUCTION_HASHER.time_cost >= 2
+    stored = extract_parameters(PRODUCTION_HASHER.hash("correct horse"))
+    assert (stored.memory_cost, stored.time_cost) == (PRODUCTION_HASHER.memory_cost, PRODUCTION_HASHER.time_cost)
