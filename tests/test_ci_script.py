@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CI_SCRIPT = ROOT / ".ci" / "run"
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+CI_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+CI_REDIS_URL = "redis://127.0.0.1:6379/0"
 UNSET = "<unset>"
 
 
@@ -127,7 +127,7 @@ def test_passes_after_lint_and_both_runs(machine: FakeMachine) -> None:
     assert machine.log("make") == [
         f"lint|{UNSET}|{UNSET}",
         f"test|{UNSET}|{UNSET}",
-        f"test|{PG_URL}|{REDIS_URL}",
+        f"test|{CI_PG_URL}|{CI_REDIS_URL}",
     ]
     assert machine.log("pg_ctlcluster") == [] and machine.log("redis-server") == []
     assert result.stdout.index("lint") < result.stdout.index("embedded") < result.stdout.index("PostgreSQL + Redis")
@@ -140,7 +140,7 @@ def test_starts_services_that_are_down(machine: FakeMachine) -> None:
     assert pg_start.startswith("--skip-systemctl-redirect ") and pg_start.endswith(" main start")
     [redis_start] = machine.log("redis-server")
     assert "--daemonize yes" in redis_start and "--bind 127.0.0.1" in redis_start and "--port 6379" in redis_start
-    assert machine.log("make")[-1] == f"test|{PG_URL}|{REDIS_URL}"
+    assert machine.log("make")[-1] == f"test|{CI_PG_URL}|{CI_REDIS_URL}"
 
 
 @pytest.mark.parametrize("service", ["PG", "REDIS"])
@@ -170,7 +170,7 @@ def test_the_services_run_keeps_every_test_that_reaches_a_service() -> None:
 
     plain, embedded, on_services = ModuleType("plain"), ModuleType("embedded"), ModuleType("on_services")
     embedded.REDIS_URL = None  # type: ignore[attr-defined]  # imported, on the embedded defaults
-    on_services.REDIS_URL = REDIS_URL  # type: ignore[attr-defined]
+    on_services.REDIS_URL = CI_REDIS_URL  # type: ignore[attr-defined]
 
     def item(*fixtures: str, module: ModuleType = plain) -> SimpleNamespace:
         return SimpleNamespace(fixturenames=list(fixtures), module=module)
