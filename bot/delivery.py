@@ -186,12 +186,11 @@ class Deliverer:
         assert reply.message_id is not None
         after, skip = await self.sender.crm.conversations.channel_ids_around(message_id=reply.message_id)
         found = await self.sender.find_sent(chat_id, reply, after=after, skip=skip)
-        whole = len(found) == len(reply_parts(reply))
-        extra = {"in_doubt_message_id": reply.message_id, "found": whole, "parts_found": len(found)}
-        if not whole:
+        parts = len(reply_parts(reply))
+        extra = {"in_doubt_message_id": reply.message_id, "found": len(found) == parts, "parts_found": len(found)}
+        if len(found) < parts:
             log.warning("delivery: message %s was in flight when %s stopped and the chat has %s of its %s parts; "
-                        "sending the rest", reply.message_id, holder, len(found), len(reply_parts(reply)),
-                        extra=extra)
+                        "sending the rest", reply.message_id, holder, len(found), parts, extra=extra)
             return len(found)
         log.info("delivery: message %s was in flight when %s stopped; the chat has it (Telegram message %s)",
                  reply.message_id, holder, found[-1], extra=extra)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from crm_store.bus import Handler
@@ -126,3 +127,12 @@ async def personal_data_left(db: Any, needles: list[str]) -> list[tuple[str, str
                     if any(needle.lower() in shown.lower() for needle in needles):
                         found.append((table.name, column, shown[:200]))
     return found
+
+
+def write_file(path: Path, content: str | bytes) -> Path:
+    """`content` into `path` as it is: text as UTF-8 with its own line ends, or bytes."""
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8", newline="")
+    else:
+        path.write_bytes(content)
+    return path

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from knowledge_base.ingest import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, IngestFileError, ParsedFile, read_articles
 from knowledge_base.records import ArticleDraft
+from tests.support import write_file
 
 PROPERTIES = settings(max_examples=150, deadline=None, database=None)
 KEYS = ["question", "answer", "answers", "alt_questions", "tags", "language", "id", "external_id", "faq_id", "status",
@@ -51,11 +52,7 @@ def _folder(scratch: Path) -> Path:
 
 def _write(path: Path, content: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, str):
-        path.write_text(content, encoding="utf-8", newline="")
-    else:
-        path.write_bytes(content)
-    return path
+    return write_file(path, content)
 
 
 def _read_or_refuse(path: Path) -> ParsedFile | None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from nlu.pipeline import NluModel
 from nlu.training_data import EntitySpan, TrainingData, TrainingDataError, load_training_data, parse_annotated
+from tests.support import write_file
 
 PROPERTIES = settings(max_examples=200, deadline=None, database=None)
 
@@ -55,12 +56,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _write(scratch: Path, suffix: str, content: str | bytes) -> Path:
-    path = Path(tempfile.mkdtemp(dir=scratch)) / f"data{suffix}"
-    if isinstance(content, str):
-        path.write_text(content, encoding="utf-8", newline="")
-    else:
-        path.write_bytes(content)
-    return path
+    return write_file(Path(tempfile.mkdtemp(dir=scratch)) / f"data{suffix}", content)
 
 
 def _load_or_refuse(path: Path) -> TrainingData | None:
