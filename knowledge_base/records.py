@@ -67,3 +67,15 @@ class SearchResult:
     @property
     def best(self) -> Hit | None:
         return self.hits[0] if self.hits else None
+
+
+@dataclass(frozen=True)
+class GlossaryTerm:
+    """A domain term of one knowledge base and the words customers use for it (edited by admins).
+
+    The tokenizer keeps `term` whole, and each synonym is read as the term before matching ("蚂蚁花呗" → "花呗",
+    "parcel" → "package"). crm_store's glossary rows are exposed to the knowledge base in this shape."""
+
+    term: str
+    synonyms: tuple[str, ...] = ()
+    language: str = "zh"  # "zh" or "en"
