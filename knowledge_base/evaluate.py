@@ -79,10 +79,13 @@ def evaluate(kb: KnowledgeBase, queries: Sequence[LabelledQuery], *, baselines: 
 
 
 def _baseline(kb: KnowledgeBase, encoding: QueryEncoding, kind: str, k: int = 10) -> list[str]:
-    segment = kb.segments.get(encoding.language)
-    if segment is None or not len(segment):
+    searchable = kb.segments.get(encoding.language)
+    if searchable is None or not len(searchable):
         return []
-    _, dense, relative = segment.scores(encoding.text, encoding.vector)
-    scores = dense if kind == "dense" else relative
+    segment = searchable.segment
+    if kind == "dense":
+        scores = np.maximum.reduceat(segment.dense @ encoding.vector.astype(np.float32), segment.starts)
+    else:
+        scores = segment.bm25_scores(encoding.text)
     top = np.argsort(-scores, kind="stable")[:k]
     return [str(segment.articles[i].external_id) for i in top]

@@ -1,7 +1,8 @@
 """The hybrid index: dense vectors of every question phrasing + BM25 over the article, one segment per language.
 
-Ranking (chosen on StackFAQ dev, see KbSettings): an article's dense score is its best-matching phrasing's
-cosine; the fused score adds bm25_weight x its BM25 score relative to the query's best BM25 score.
+Retrieval (chosen on StackFAQ dev, see KbSettings): an article's dense score is its best-matching phrasing's
+cosine; the fused score adds bm25_weight x its BM25 score relative to the query's best BM25 score. The best
+`rerank` articles by fused score are the candidates that knowledge_base.match scores and decides on.
 """
 
 from __future__ import annotations
@@ -27,11 +28,20 @@ def phrasings(article: IndexableArticle) -> list[str]:
 class Candidate:
     position: int  # in the segment's article list
     article: IndexableArticle
-    dense: float
+    dense: float  # the best phrasing's cosine
     bm25: float  # relative to the query's best BM25 score (0..1)
     fused: float
-    matched_text: str
-    phrasings: tuple[tuple[str, float], ...] = ()  # every phrasing of the article with its cosine
+    matched_text: str  # the best phrasing
+    matched_row: int  # that phrasing's row in the segment's dense matrix
+    gap: float = 0.0  # dense minus the best dense of every other article (> 0 only for the densest article)
+
+
+@dataclass(frozen=True)
+class Leave:
+    """What a calibration query leaves out of the index: one phrasing (its row) or a whole article (its position)."""
+
+    row: int | None = None
+    position: int | None = None
 
 
 class Segment:
@@ -48,10 +58,12 @@ class Segment:
         self.settings = settings
         self.tokenizer = tokenizer
         counts = np.array([len(v) for v in vectors], dtype=np.int64)
+        self.counts = counts
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else np.zeros(0, np.int64)
         self.dense = (np.concatenate(vectors).astype(np.float32, copy=False) if vectors
                       else np.zeros((0, 1), dtype=np.float32))
         self.texts = [t for a in self.articles for t in phrasings(a)]
+        self.row_article = np.repeat(np.arange(len(self.articles)), counts) if len(counts) else np.zeros(0, np.int64)
         self.bm25: bm25s.BM25 | None = None
         self.vocab: set[str] = set()
         if self.articles:
@@ -74,30 +86,37 @@ class Segment:
             return np.zeros(len(self.articles), dtype=np.float32)
         return np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
 
-    def scores(self, query: str, query_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per phrasing: cosine; per article: best cosine, and BM25 relative to the query's best (0..1)."""
-        row_scores = self.dense @ query_vector.astype(np.float32, copy=False)
-        dense = np.maximum.reduceat(row_scores, self.starts)
-        bm25 = self.bm25_scores(query)
-        best = float(bm25.max()) if len(bm25) else 0.0
-        return row_scores, dense, (bm25 / best if best > 0 else bm25)
-
-    def search(self, query: str, query_vector: np.ndarray, *, k: int) -> list[Candidate]:
-        """The k best articles by fused score."""
+    def search(self, query: str, query_vector: np.ndarray, *, k: int, leave: Leave | None = None) -> list[Candidate]:
+        """The k best articles by fused score; `leave` hides a phrasing or an article (calibration's held-out runs)."""
         if not self.articles:
             return []
-        row_scores, dense, relative = self.scores(query, query_vector)
-        fused = dense + self.settings.bm25_weight * relative
-        k = min(k, len(fused))
+        row_scores = self.dense @ query_vector.astype(np.float32, copy=False)
+        if leave is not None and leave.row is not None:
+            row_scores[leave.row] = -np.inf
+        if leave is not None and leave.position is not None:
+            start = self.starts[leave.position]
+            row_scores[start : start + self.counts[leave.position]] = -np.inf
+        dense = np.maximum.reduceat(row_scores, self.starts)
+        bm25 = self.bm25_scores(query)
+        if leave is not None and leave.position is not None:
+            bm25[leave.position] = 0.0
+        best = float(bm25.max()) if len(bm25) else 0.0
+        relative = bm25 / best if best > 0 else bm25
+        fused = np.where(np.isfinite(dense), dense + self.settings.bm25_weight * relative, -np.inf)
+        k = min(k, int(np.isfinite(fused).sum()))
+        if k <= 0:
+            return []
         top = np.argpartition(-fused, k - 1)[:k]
         top = top[np.argsort(-fused[top], kind="stable")]
+        # The gap: how far an article's dense score stands above every other article's.
+        first, second = (np.partition(-dense, 1)[:2] * -1) if len(dense) > 1 else (dense[0], -np.inf)
         out = []
         for pos in top:
-            start = self.starts[pos]
-            count = len(phrasings(self.articles[pos]))
-            own = row_scores[start : start + count]
-            texts = self.texts[start : start + count]
+            start = int(self.starts[pos])
+            own = row_scores[start : start + self.counts[pos]]
+            row = start + int(np.argmax(own))
+            other = second if dense[pos] >= first else first
+            gap = float(dense[pos] - other) if np.isfinite(other) else float(dense[pos])
             out.append(Candidate(int(pos), self.articles[pos], float(dense[pos]), float(relative[pos]),
-                                 float(fused[pos]), texts[int(np.argmax(own))],
-                                 tuple(zip(texts, own.tolist(), strict=True))))
+                                 float(fused[pos]), self.texts[row], row, gap))
         return out

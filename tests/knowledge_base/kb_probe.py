@@ -20,7 +20,7 @@ async def main() -> None:
     from knowledge_base.settings import KbSettings
 
     kb_settings = KbSettings(refresh_interval_s=float(os.environ.get("PROBE_REFRESH_S", "1.0")),
-                             answer_score=0.5, answer_margin=0.0, suggest_score=0.2)
+                             answer_at=0.5, suggest_at=0.2)
     async with crm_session(StoreSettings()) as crm:
         encoders = Encoders(kb_settings, factory=lambda language: HashingEncoder())
         kb = await open_knowledge_base(crm, kb_settings, encoders=encoders)

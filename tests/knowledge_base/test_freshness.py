@@ -24,7 +24,7 @@ from knowledge_base.settings import KbSettings
 from tests.conftest import REDIS_URL, run_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS = KbSettings(answer_score=0.5, answer_margin=0.0, suggest_score=0.2, refresh_interval_s=1.0)
+SETTINGS = KbSettings(answer_at=0.5, suggest_at=0.2, refresh_interval_s=1.0)
 
 
 @pytest.fixture
