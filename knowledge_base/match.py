@@ -6,16 +6,21 @@ out in turn and searched for (its article should come first: a positive), and wh
 (their phrasings then ask something the knowledge base has no answer for: near-domain negatives). A logistic model
 over a few pairwise features is fitted on those held-out searches, and the answer and suggest thresholds are chosen
 on its out-of-fold probabilities, so both fit this knowledge base rather than one benchmark. A knowledge base with
-too few phrasings to learn from uses the configured prior model (KbSettings.match_prior).
+too few phrasings to learn from uses its language's prior model (KbSettings.match_prior_en / _zh) to decide,
+and keeps retrieval's order.
 
 The features of (question, article), all cheap enough for every candidate of every message:
-- dense: the best phrasing's cosine; dense_gap: how far it stands above every other article's best;
+- dense: the best phrasing's cosine; dense_gap: how far it stands above every other article's best; support: the
+  mean cosine of its best three phrasings (several phrasings agree); answer: the best cosine with a sentence of
+  its answer (a question about one detail of it);
 - cover / cover_answer: the IDF-weighted share of the question's words found in the article's phrasings (and its
   answer);
 - char: character n-gram Jaccard with the best phrasing (typos, words split differently);
 - unknown: the IDF-weighted share of the question's words the knowledge base never uses (a question about
   something else);
-- negation: one side negated and the other not ("can't log in" against "how to log in").
+- negation: one side negated and the other not ("can't log in" against "how to log in");
+- classifier: the article's probability under a classifier of the phrasings' vectors (phrasing → article), which
+  learns what sets each article's phrasings apart (knowledge bases up to KbSettings.classifier_max_articles).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import numpy as np
 from knowledge_base.index import Candidate, Leave, Segment, phrasings
 from knowledge_base.settings import KbSettings
 
-FEATURES: tuple[str, ...] = ("dense", "dense_gap", "cover", "cover_answer", "char", "unknown", "negation")
+FEATURES: tuple[str, ...] = ("dense", "dense_gap", "support", "answer", "cover", "cover_answer", "char", "unknown",
+                             "negation", "classifier")
 
 _EN_NEGATION = re.compile(r"\b(?:not|no|never|cannot|can't|cant|won't|don't|doesn't|didn't|isn't|unable)\b|n't\b",
                           re.IGNORECASE)
@@ -95,8 +101,9 @@ class Lexicon:
     def tokens(self, text: str) -> frozenset[str]:
         return self._tokens(text)
 
-    def features(self, query: str, candidates: Sequence[Candidate], leave: Leave | None = None) -> np.ndarray:
-        """One row of FEATURES per candidate."""
+    def features(self, query: str, candidates: Sequence[Candidate], leave: Leave | None = None,
+                 classified: np.ndarray | None = None) -> np.ndarray:
+        """One row of FEATURES per candidate; `classified`: the classifier's probability of every article."""
         seg = self.segment
         q_tokens = self._tokens(query)
         q_grams = self._grams(query)
@@ -128,8 +135,9 @@ class Lexicon:
             grams = self._grams(best_text)
             union = len(q_grams | grams)
             char = len(q_grams & grams) / union if union else 0.0
-            rows[i] = (cand.dense, cand.gap, cover, cover_answer, char, unknown,
-                       float(q_negated != self._negated(best_text)))
+            rows[i] = (cand.dense, cand.gap, cand.support, cand.answer, cover, cover_answer, char, unknown,
+                       float(q_negated != self._negated(best_text)),
+                       float(classified[cand.position]) if classified is not None else 0.0)
         return rows
 
 
@@ -148,6 +156,35 @@ class MatchModel:
 
 
 @dataclass(frozen=True)
+class ArticleClassifier:
+    """Phrasing vector → article: a multinomial logistic regression on the segment's phrasing vectors."""
+
+    classes: np.ndarray  # article positions it knows
+    coef: np.ndarray  # (classes, dim)
+    intercept: np.ndarray
+    n_articles: int
+
+    def probabilities(self, vector: np.ndarray) -> np.ndarray:
+        """The probability of every article position (0 for articles it was not trained on)."""
+        z = self.coef @ vector.astype(np.float64) + self.intercept
+        e = np.exp(z - z.max())
+        out = np.zeros(self.n_articles)
+        out[self.classes] = e / e.sum()
+        return out
+
+
+def fit_classifier(segment: Segment, rows: np.ndarray, settings: KbSettings) -> ArticleClassifier | None:
+    """Trained on the given phrasing rows; None when they name fewer than two articles or the segment is too big."""
+    labels = segment.row_article[rows]
+    if len(segment) > settings.classifier_max_articles or len(np.unique(labels)) < 2:
+        return None
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=settings.classifier_c, max_iter=300).fit(segment.dense[rows], labels)
+    return ArticleClassifier(model.classes_.astype(np.int64), model.coef_, model.intercept_, len(segment))
+
+
+@dataclass(frozen=True)
 class Calibration:
     """A segment's fitted model and thresholds, with what they were fitted on (for `kefu kb evaluate` and the logs)."""
 
@@ -156,10 +193,14 @@ class Calibration:
     suggest_at: float
     learned: bool  # False: the prior model (too few phrasings to learn from)
     report: dict[str, float] = field(default_factory=dict)
+    classifier: ArticleClassifier | None = None
+
+    def classified(self, vector: np.ndarray) -> np.ndarray | None:
+        return self.classifier.probabilities(vector) if self.classifier is not None else None
 
 
-def prior(settings: KbSettings) -> MatchModel:
-    *coef, bias = settings.match_prior
+def prior(settings: KbSettings, language: str) -> MatchModel:
+    *coef, bias = settings.match_prior_zh if language == "zh" else settings.match_prior_en
     return MatchModel(tuple(coef), bias)
 
 
@@ -172,8 +213,18 @@ class _Heldout:
 
 
 def heldout_searches(segment: Segment, lexicon: Lexicon, settings: KbSettings) -> _Heldout:
-    """Search for each phrasing with it left out (positives), and for phrasings of articles left out (negatives)."""
+    """Search for each phrasing with it left out (positives), and for phrasings of articles left out (negatives).
+
+    The classifier's probabilities come from fits that did not see the query: folds of phrasings for the first,
+    folds of articles for the second."""
     rng = np.random.default_rng(settings.calibration_seed)
+    folds = settings.calibration_folds
+    all_rows = np.arange(len(segment.texts))
+    row_fold = rng.permutation(len(all_rows)) % folds
+    article_fold = rng.permutation(len(segment)) % folds
+    by_rows = [fit_classifier(segment, all_rows[row_fold != f], settings) for f in range(folds)]
+    by_articles = [fit_classifier(segment, all_rows[article_fold[segment.row_article] != f], settings)
+                   for f in range(folds)]
     runs: list[tuple[int, Leave, int | None]] = []  # (row queried, what is left out, the right article)
     for pos in range(len(segment)):
         start, count = int(segment.starts[pos]), int(segment.counts[pos])
@@ -191,7 +242,10 @@ def heldout_searches(segment: Segment, lexicon: Lexicon, settings: KbSettings) -
         candidates = segment.search(text, segment.dense[row], k=k, leave=leave)
         if not candidates:
             continue
-        out.rows.append(lexicon.features(text, candidates, leave))
+        classifier = (by_rows[row_fold[row]] if leave.row is not None
+                      else by_articles[article_fold[int(segment.row_article[row])]])
+        classified = classifier.probabilities(segment.dense[row]) if classifier is not None else None
+        out.rows.append(lexicon.features(text, candidates, leave, classified))
         out.labels.append(np.array([c.position == right for c in candidates], dtype=np.float64))
         out.groups.append(int(segment.row_article[row]))
         out.in_scope.append(right is not None)
@@ -208,12 +262,14 @@ def _fit(rows: np.ndarray, labels: np.ndarray, c: float) -> MatchModel:
     return MatchModel(tuple(float(x) for x in coef), float(model.intercept_[0] - (coef * mean).sum()))
 
 
-def _top(model: MatchModel, held: _Heldout, index: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """For each query: the model's best probability, and whether that best candidate is the right article."""
+def _top(model: MatchModel, held: _Heldout, index: Sequence[int], *, ranks: bool = True) -> tuple[np.ndarray,
+                                                                                                np.ndarray]:
+    """For each query: the best candidate's probability (the model's best, or retrieval's first when the model does
+    not rank), and whether that candidate is the right article."""
     best, right = np.zeros(len(index)), np.zeros(len(index), dtype=bool)
     for n, i in enumerate(index):
         p = model.probabilities(held.rows[i])
-        j = int(np.argmax(p))
+        j = int(np.argmax(p)) if ranks else 0
         best[n], right[n] = p[j], bool(held.labels[i][j])
     return best, right
 
@@ -247,7 +303,7 @@ def choose_thresholds(best: np.ndarray, right: np.ndarray, in_scope: np.ndarray,
 
 def calibrate(segment: Segment, lexicon: Lexicon, settings: KbSettings) -> Calibration:
     """Fit the segment's model and thresholds on its own held-out phrasings (see the module docstring)."""
-    base = prior(settings)
+    base = prior(settings, segment.language)
     if not len(segment):
         return Calibration(base, settings.answer_ceiling, settings.answer_ceiling, learned=False)
     held = heldout_searches(segment, lexicon, settings)
@@ -273,9 +329,10 @@ def calibrate(segment: Segment, lexicon: Lexicon, settings: KbSettings) -> Calib
             fitted = _fit(np.concatenate([held.rows[i] for i in train]), y, settings.match_c) if y.any() else base
             best[test], right[test] = _top(fitted, held, test)
         model = _fit(np.concatenate(held.rows), np.concatenate(held.labels), settings.match_c)
+        classifier = fit_classifier(segment, np.arange(len(segment.texts)), settings)
     else:
-        model = base
-        best, right = _top(model, held, range(len(held.rows)))
+        model, classifier = base, None
+        best, right = _top(model, held, range(len(held.rows)), ranks=False)
     answer_at, suggest_at = choose_thresholds(best, right, in_scope, settings)
     if not learned:  # nothing in scope to measure against: never looser than the configured thresholds
         answer_at, suggest_at = max(answer_at, settings.answer_at), max(suggest_at, settings.suggest_at)
@@ -286,4 +343,4 @@ def calibrate(segment: Segment, lexicon: Lexicon, settings: KbSettings) -> Calib
                                                       / in_scope.sum()), 4)
     if (~in_scope).any():
         report["heldout_oos_answered"] = round(float((best[~in_scope] >= answer_at).mean()), 4)
-    return Calibration(model, answer_at, suggest_at, learned=learned, report=report)
+    return Calibration(model, answer_at, suggest_at, learned=learned, report=report, classifier=classifier)

@@ -33,7 +33,8 @@ def _hit(c: Candidate, confidence: float) -> Hit:
 
 def decide(probabilities: np.ndarray, calibration: Calibration) -> Decision:
     """Answer when the best article is likely enough to answer it; suggest when it is plausible; else no answer."""
-    best = float(probabilities.max()) if len(probabilities) else 0.0
+    best = (float(probabilities.max()) if calibration.learned else float(probabilities[0])) if len(probabilities) \
+        else 0.0
     if best >= calibration.answer_at:
         return "answer"
     if best >= calibration.suggest_at:
@@ -49,8 +50,10 @@ def search_segment(
     started = time.perf_counter()
     candidates = segment.search(encoding.text, encoding.vector, k=max(k, settings.rerank))
     searched = time.perf_counter()
-    probabilities = calibration.model.probabilities(lexicon.features(encoding.text, candidates))
-    order = np.argsort(-probabilities, kind="stable")
+    rows = lexicon.features(encoding.text, candidates, classified=calibration.classified(encoding.vector))
+    probabilities = calibration.model.probabilities(rows)
+    # A learned model ranks; the prior only decides, and retrieval's order (chosen on StackFAQ) stands.
+    order = np.argsort(-probabilities, kind="stable") if calibration.learned else np.arange(len(candidates))
     hits = [_hit(candidates[i], float(probabilities[i])) for i in order]
     decision = decide(probabilities, calibration) if candidates else "no_answer"
     suggestions = tuple(h for h in hits[: settings.max_suggestions] if h.confidence >= calibration.suggest_at / 2) \

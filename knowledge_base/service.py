@@ -15,7 +15,7 @@ import numpy as np
 from knowledge_base.encoder import E5Encoder, Encoder, SentenceTransformerEncoder
 from knowledge_base.gaps import AskedQuestion, GapCluster, VectorCache, cluster_questions
 from knowledge_base.glossary import Glossary
-from knowledge_base.index import Segment, phrasings
+from knowledge_base.index import Segment, indexed_texts
 from knowledge_base.lang import detect_language
 from knowledge_base.match import Calibration, Lexicon, calibrate, language_text
 from knowledge_base.records import GlossaryTerm, IndexableArticle, SearchResult
@@ -25,6 +25,8 @@ from knowledge_base.text_en import tokenize_en
 
 logger = logging.getLogger(__name__)
 LANGUAGES = ("en", "zh")
+# Cached vectors are keyed by the encoder's name and this: each block holds the phrasings, then the answer passages.
+VECTOR_LAYOUT = "|phrasings+passages"
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,10 @@ def build_searchable(language: str, articles: Sequence[IndexableArticle], vector
     lexicon = Lexicon(segment, language_text(language, tokenizer))
     calibration = calibrate(segment, lexicon, settings)
     if articles:
-        logger.info("%s matcher: %s, answer at %.2f, suggest at %.2f, %s", language,
+        logger.info("%s matcher: %s, answer at %.2f, suggest at %.2f, %s, model %s", language,
                     "learned" if calibration.learned else "prior", calibration.answer_at, calibration.suggest_at,
-                    calibration.report)
+                    calibration.report, (*[round(c, 3) for c in calibration.model.coef],
+                                         round(calibration.model.bias, 3)))
     return Searchable(segment, lexicon, calibration)
 
 
@@ -167,20 +170,21 @@ class KnowledgeBase:
     async def _vectors(self, language: str, articles: list[IndexableArticle]) -> list[np.ndarray]:
         """Each article's vectors: from the cache when its version was encoded before, else encoded now."""
         encoder = self.encoders.for_language(language)
+        model = f"{encoder.name}{VECTOR_LAYOUT}"
         keys = [(a.id, a.version) for a in articles]
-        cached = await self.store.vectors_for(model=encoder.name, keys=keys)
+        cached = await self.store.vectors_for(model=model, keys=keys)
         missing = [a for a in articles if (a.id, a.version) not in cached]
         fresh: dict[tuple[int, int], VectorBlock] = {}
         if missing:
-            texts = [t for a in missing for t in phrasings(a)]
+            texts = [t for a in missing for t in indexed_texts(a)]
             matrix = await asyncio.to_thread(encoder.encode_documents, texts)
             row = 0
             for a in missing:
-                n = len(phrasings(a))
+                n = len(indexed_texts(a))
                 block = np.ascontiguousarray(matrix[row : row + n], dtype="<f4")
-                fresh[(a.id, a.version)] = VectorBlock(a.id, a.version, encoder.name, block.tobytes(), encoder.dim, n)
+                fresh[(a.id, a.version)] = VectorBlock(a.id, a.version, model, block.tobytes(), encoder.dim, n)
                 row += n
-            await self.store.save_vectors(model=encoder.name, items=list(fresh.values()))
+            await self.store.save_vectors(model=model, items=list(fresh.values()))
             logger.info("encoded %s %s articles (%s phrasings)", len(missing), language, len(texts))
         out = []
         for a in articles:
