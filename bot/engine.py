@@ -14,14 +14,13 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot import courses, linking, loyalty, privacy, surveys
+from bot import courses, learning, linking, loyalty, privacy, surveys
 from bot.messages import Button, Incoming, Outcome, Reply, payload_number
 from bot.state import MemoryStateStore, StateStore
-from bot.texts import LANGUAGES, language_from_code, text
+from bot.texts import LANGUAGES, language_from_code, text, written_language
 from crm_store.enums import ConversationStatus, HandoffReason, SenderType, TicketPriority
 from crm_store.errors import NotFound
 from crm_store.events import CustomerErased
-from knowledge_base.lang import detect_language
 from knowledge_base.records import SearchResult
 from knowledge_base.search import QueryEncoding
 from nlu.errors import NluError
@@ -93,8 +92,11 @@ class DialogueEngine:
         key = f"{incoming.channel}:{incoming.external_id}"
         state = await self.state.get(key)
         language = state.get("language") or language_from_code(incoming.language_code)
-        if language is None and incoming.text.strip():
-            language = detect_language(incoming.text)
+        # The chat follows the language the customer writes in, unless they chose one (/language, "speak English");
+        # the channel's hint is only the first guess, and a button press says nothing.
+        written = None if incoming.payload else written_language(incoming.text)
+        if written and not state.get("language_chosen"):
+            language = written
         state["language"] = language = language or "en"
         base = Outcome((), conversation.id, recorded.customer_id, language)
         if recorded.duplicate:
@@ -102,7 +104,7 @@ class DialogueEngine:
         if conversation.status in AGENT_SIDE:
             await self.state.set(key, state)
             return replace(base, relayed=True)
-        turn = _Turn(self, incoming, state, conversation.id, recorded.customer_id)
+        turn = _Turn(self, incoming, state, conversation.id, recorded.customer_id, message_id=recorded.message.id)
         try:
             replies = await turn.respond()
         except NluError as exc:  # the NLU backend is down: the KB still answers
@@ -142,12 +144,13 @@ class _Turn:
     """One incoming message's handling: what the engine decides, with the chat's state."""
 
     def __init__(self, engine: DialogueEngine, incoming: Incoming, state: dict[str, Any], conversation_id: int,
-                 customer_id: int) -> None:
+                 customer_id: int, *, message_id: int | None = None) -> None:
         self.engine = engine
         self.incoming = incoming
         self.state = state
         self.conversation_id = conversation_id
         self.customer_id = customer_id
+        self.message_id = message_id  # the customer's message (or button press) of this turn, as stored
 
     @property
     def language(self) -> str:
@@ -182,9 +185,15 @@ class _Turn:
             return [replace(replies[0], text=self.t("complaint") + replies[0].text)]
         if intent == "change_language":
             wanted = next((v for v in parsed.entity_values("language") if v in LANGUAGES), None)
+            if wanted is None and written_language(message) is None:  # an emoji, a sign: ask rather than switch
+                return [Reply(self.t("choose_language"), (Button("English", "lang:en"), Button("中文", "lang:zh")),
+                              intent=intent)]
             return self.set_language(wanted or ("en" if self.language == "zh" else "zh"), intent)
         if intent == "unsubscribe":
             return await self.stop(intent)
+        if intent == "privacy_request":  # "delete my data", "what do you store about me": what /privacy shows
+            self.state["fallbacks"] = 0
+            return [replace(r, intent=intent, confidence=parsed.intent.confidence) for r in await privacy.show(self)]
         if intent in loyalty.LOYALTY_INTENTS:
             self.state["fallbacks"] = 0
             entities = {e.entity: parsed.entity_values(e.entity) for e in parsed.entities}
@@ -199,6 +208,7 @@ class _Turn:
 
     async def answer_from_kb(self, encoding: QueryEncoding | None, parsed: ParseResult | None) -> list[Reply]:
         message = self.incoming.text.strip()
+        learning.forget(self.state)  # a 👍 from now on is not about an earlier question's suggestion
         result: SearchResult = await asyncio.to_thread(self.engine.kb.search, message, encoding=encoding)
         intent = parsed.intent.name if parsed else None
         confidence = parsed.intent.confidence if parsed else None
@@ -210,6 +220,7 @@ class _Turn:
         if result.decision == "suggest" and result.suggestions:
             self.state["fallbacks"] = 0
             buttons = tuple(Button(h.question, f"kb:{h.article_id}") for h in result.suggestions)
+            learning.remember_suggestion(self, (h.article_id for h in result.suggestions))
             return [Reply(self.t("suggest"), (*buttons, Button(self.t("none_of_these"), "kb:none")),
                           decision="suggest", intent=intent, confidence=result.suggestions[0].confidence)]
         if intent == "out_of_scope":
@@ -229,6 +240,7 @@ class _Turn:
     async def on_button(self, payload: str) -> list[Reply]:
         kind, _, rest = payload.partition(":")
         if kind == "fb":  # "Was this helpful?": the press itself is stored with the incoming message
+            await learning.on_feedback(self, rest)  # 👍 on an article taken from "did you mean": a phrasing
             if rest.startswith("down"):
                 return [Reply(self.t("feedback_sorry"), (Button(self.t("talk_to_human"), "human:yes"),
                                                          Button(self.t("no_thanks"), "human:no")))]
@@ -250,8 +262,10 @@ class _Turn:
             return await privacy.on_button(self, rest)
         if kind in ("co", "qz"):
             return await courses.on_button(self, kind, rest)
-        if kind == "lang" and rest in LANGUAGES:
-            return self.set_language(rest, None)
+        language, _, origin = rest.partition(":")
+        if kind == "lang" and language in LANGUAGES:
+            # The welcome's buttons come before the customer has written a word: a guess their writing overrides.
+            return self.set_language(language, None, chosen=origin != "welcome")
         return [Reply(self.t("help"))]  # a stale or unknown button: say what the bot can do
 
     async def show_article(self, raw_id: str) -> list[Reply]:
@@ -260,6 +274,7 @@ class _Turn:
         except (ValueError, NotFound):  # a stale button (a deleted article) must not crash the chat
             return await self.fallback(None, None)
         self.state["fallbacks"] = 0
+        learning.remember_choice(self, article.id)
         return [self.article_reply(article.id, article.question, article.answer, article.external_id)]
 
     def article_reply(self, article_id: int, question: str, answer: str, external_id: str | None, *,
@@ -280,7 +295,8 @@ class _Turn:
             return await courses.on_intent(self, "start_course")
         if command == "/start":
             name = f", {self.incoming.display_name}" if self.incoming.display_name else ""
-            return [Reply(self.t("welcome", name=name), (Button("English", "lang:en"), Button("中文", "lang:zh")))]
+            return [Reply(self.t("welcome", name=name), (Button("English", "lang:en:welcome"),
+                                                         Button("中文", "lang:zh:welcome")))]
         if command == "/help":
             return [Reply(self.t("help"))]
         if command in ("/human", "/agent"):
@@ -293,9 +309,11 @@ class _Turn:
             return await privacy.show(self)
         return [Reply(self.t("help"))]
 
-    def set_language(self, language: str, intent: str | None) -> list[Reply]:
+    def set_language(self, language: str, intent: str | None, *, chosen: bool = True) -> list[Reply]:
+        """A choice sticks whatever language the customer writes next; a guess gives way to it."""
         self.state["language"] = language
-        return [Reply(self.t("language_set"), intent=intent)]
+        self.state["language_chosen"] = chosen
+        return [Reply(self.t("language_set" if chosen else "language_guess"), intent=intent)]
 
     async def stop(self, intent: str | None) -> list[Reply]:
         await self.engine.crm.customers.set_consent(customer_id=self.customer_id, consent=False)

@@ -1,5 +1,6 @@
-"""The bot's memory of each chat (language, fallbacks in a row, what a button refers to): in memory for the demo,
-in Redis in production, so any bot process can answer any chat."""
+"""The bot's memory of each chat (language, fallbacks in a row, what a button refers to, the "did you mean" a 👍 may
+speak for: bot/learning.py): in memory for the demo, in Redis in production, so any bot process can answer any
+chat."""
 
 from __future__ import annotations
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from knowledge_base.lang import detect_language
+
 LANGUAGES = ("en", "zh")
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -63,6 +67,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "zh": "⏳ 您发送得太快了，请稍等几秒再发。",
     },
     "language_set": {"en": "I'll speak English from now on.", "zh": "好的，接下来我会用中文和您交流。"},
+    "language_guess": {
+        "en": "English it is. If you write to me in Chinese, I'll answer in Chinese; /language sets one for good.",
+        "zh": "好的，我们用中文交流。如果您用英文提问，我会用英文回复；如需固定一种语言，请发送 /language。",
+    },
     "stopped": {
         "en": "Done: you won't receive surveys or offers any more. You can still ask me anything.",
         "zh": "已为您退订：您将不再收到问卷和推广消息。您仍然可以随时向我提问。",
@@ -244,3 +252,25 @@ def language_from_code(code: str | None) -> str | None:
         return None
     base = code.lower().replace("_", "-").split("-")[0]
     return base if base in LANGUAGES else None
+
+
+# A word of English: Latin letters only, so an order number, an e-mail address or a code is no sign of a language.
+_ENGLISH_WORD = re.compile(r"[A-Za-z]+(?:['’-][A-Za-z]+)*")
+_EDGE_PUNCTUATION = ".,!?;:()[]\"'“”‘’…~*"
+# "ok", "hi", "thx" or a product name alone are written by Chinese-speaking customers too: not enough to tell.
+MIN_ENGLISH_WORDS = 2
+MIN_ENGLISH_LETTERS = 6
+
+
+def written_language(message: str) -> str | None:
+    """The language a customer's message is clearly written in, or None when it is too short or has no letters
+    to tell ("ok", "1", an emoji, an order number). A command's name says nothing; its argument does."""
+    words = message.strip()
+    if words.startswith("/"):
+        words = words.split(maxsplit=1)[1] if len(words.split(maxsplit=1)) > 1 else ""
+    if detect_language(words) == "zh":  # any Han ideograph that is not drowned in Latin words
+        return "zh"
+    english = [w for w in (token.strip(_EDGE_PUNCTUATION) for token in words.split()) if _ENGLISH_WORD.fullmatch(w)]
+    if len(english) >= MIN_ENGLISH_WORDS and sum(len(w) for w in english) >= MIN_ENGLISH_LETTERS:
+        return "en"
+    return None

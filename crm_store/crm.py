@@ -13,11 +13,13 @@ from crm_store.services.canned import CannedResponseService
 from crm_store.services.conversations import ConversationService
 from crm_store.services.courses import CourseService
 from crm_store.services.customers import CustomerService
+from crm_store.services.glossary import GlossaryService
 from crm_store.services.inbox import InboxService
 from crm_store.services.knowledge import KnowledgeService
 from crm_store.services.kpis import KpiService
 from crm_store.services.loyalty import LoyaltyService
 from crm_store.services.orders import OrderService
+from crm_store.services.phrasings import PhrasingService
 from crm_store.services.privacy import PrivacyService
 from crm_store.services.reports import ReportService
 from crm_store.services.segments import SegmentService
@@ -43,6 +45,8 @@ class CRM:
         self.app_settings = AppSettingsService(**deps)  # the console's run-time settings (AppSetting rows)
         self.timeline = TimelineService(**deps)
         self.knowledge = KnowledgeService(**deps)
+        self.glossary = GlossaryService(**deps)  # the KB's domain terms and synonyms, edited by admins
+        self.phrasings = PhrasingService(**deps)  # customers' questions proposed as articles' phrasings, reviewed
         self.surveys = SurveyService(**deps)
         # the agent console: inbox queries, SLA policy, automatic assignment, canned responses
         self.inbox = InboxService(**deps)

@@ -458,6 +458,22 @@ class ArticleVectors:
         return cls(v.article_id, v.version, v.model, bytes(v.vectors), v.dim, v.count)
 
 
+@dataclass(frozen=True)
+class GlossaryTermView:
+    """A glossary term and its synonyms (has the attributes of knowledge_base.records.GlossaryTerm)."""
+
+    id: int
+    language: str
+    term: str
+    synonyms: tuple[str, ...]
+    updated_at: datetime
+    updated_by_agent_id: int | None
+
+    @classmethod
+    def of(cls, t: m.KbGlossaryTerm) -> GlossaryTermView:
+        return cls(t.id, t.language, t.term, tuple(t.synonyms or ()), t.updated_at, t.updated_by_agent_id)
+
+
 # --- link tokens -------------------------------------------------------------------------------------------
 
 

@@ -105,6 +105,22 @@ class ArticleStatus(StrEnum):
     ARCHIVED = "archived"
 
 
+class ProposalStatus(StrEnum):
+    """A proposed phrasing of a KB article (a customer's question), as a supervisor decided it."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"  # added to the article's alternative questions
+    REJECTED = "rejected"  # never proposed again for that article
+
+
+class ProposalSource(StrEnum):
+    """Where a proposed phrasing came from."""
+
+    ASSIST = "assist"  # an agent answered the bot's miss with an article inserted through agent assist
+    LINK = "link"  # an agent linked the customer's message to an article ("This question is answered by…")
+    FEEDBACK = "feedback"  # the customer took the bot's "did you mean" article and said it helped
+
+
 class SurveyKind(StrEnum):
     CSAT = "csat"
     NPS = "nps"
@@ -188,6 +204,12 @@ class AuditAction(StrEnum):
     SETTING_CHANGED = "setting.changed"
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
+    PHRASING_ACCEPTED = "kb.phrasing_accepted"  # a proposed phrasing added to an article (services/phrasings.py)
+    PHRASING_REJECTED = "kb.phrasing_rejected"
+    GLOSSARY_TERM_ADDED = "glossary.added"  # a knowledge-base glossary term (crm_store/services/glossary.py)
+    GLOSSARY_TERM_CHANGED = "glossary.changed"
+    GLOSSARY_TERM_DELETED = "glossary.deleted"
+    GLOSSARY_IMPORTED = "glossary.imported"
 
 
 class Actor(StrEnum):

@@ -41,6 +41,8 @@ from crm_store.enums import (
     MessageDirection,
     OrderStatus,
     PrivacyRequestStatus,
+    ProposalSource,
+    ProposalStatus,
     RecipientStatus,
     RedemptionStatus,
     SenderType,
@@ -500,6 +502,44 @@ class KbState(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KbGlossaryTerm(TimestampMixin, Base):
+    """A domain term of the knowledge base and the words customers use for it, edited by admins: the search keeps
+    the term whole and reads each synonym as the term. A change bumps the KB revision, as an article's does."""
+
+    __tablename__ = "kb_glossary_terms"
+    __table_args__ = (UniqueConstraint("language", "term"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    language: Mapped[str] = mapped_column(String(8))  # "en" or "zh"
+    term: Mapped[str] = mapped_column(String(40))
+    synonyms: Mapped[list[str]] = mapped_column(default=list)
+    updated_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+
+
+class KbPhrasingProposal(Base):
+    """A customer's question proposed as another phrasing (alternative question) of the article that answered it,
+    waiting for a supervisor: accepted, it joins the article's alternative questions; rejected, it is never
+    proposed for that article again."""
+
+    __tablename__ = "kb_phrasing_proposals"
+    __table_args__ = (Index("ix_kb_phrasing_proposals_status_language", "status", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("kb_articles.id", ondelete="CASCADE"), index=True)
+    language: Mapped[str] = mapped_column(String(8))  # the article's
+    text: Mapped[str] = mapped_column(Text)  # the customer's question, as they wrote it (trimmed)
+    source: Mapped[ProposalSource] = mapped_column(enum_column(ProposalSource))
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"), index=True)
+    status: Mapped[ProposalStatus] = mapped_column(enum_column(ProposalStatus), default=ProposalStatus.PENDING)
+    proposed_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    decided_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
 
 
 # --- surveys ---------------------------------------------------------------------------------------------

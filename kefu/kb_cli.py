@@ -13,7 +13,10 @@ from kefu.cli_support import MAX_LISTED_ERRORS, _load_settings, _run, _with_crm,
 if TYPE_CHECKING:
     from crm_store.crm import CRM
 
-kb_app = typer.Typer(help="The knowledge base: import, search, evaluate.", no_args_is_help=True)
+kb_app = typer.Typer(help="The knowledge base: import, search, evaluate; its glossary.", no_args_is_help=True)
+glossary_app = typer.Typer(help="The glossary: domain terms and the words customers use for them, as CSV "
+                                "(language,term,synonyms; synonyms separated by |).", no_args_is_help=True)
+kb_app.add_typer(glossary_app, name="glossary")
 BATCH = 500
 
 
@@ -159,3 +162,63 @@ def kb_evaluate(
                f"no answer {report['no_answer_rate']:.1%}; wrong confident answers {report['wrong_answer_rate']:.1%}")
     lat = report["latency_ms"]
     typer.echo(f"  latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
+
+
+@glossary_app.command("import")
+def glossary_import(
+    path: Annotated[Path, typer.Argument(help="A CSV file: language,term,synonyms (UTF-8).", show_default=False)],
+) -> None:
+    """Add or update glossary terms from PATH (by language and term); bad rows are reported by line and skipped."""
+    from kefu.customer_cli import _operator
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror or exc}")
+    settings = _load_settings()
+
+    async def store(crm: CRM) -> Any:
+        from crm_store.services.glossary import GlossaryFileError
+
+        try:
+            return await crm.glossary.import_csv(data=data, actor_label=_operator())
+        except GlossaryFileError as exc:
+            fail(f"{path}: {exc}")
+
+    report = _run(lambda: _with_crm(settings, store), settings)
+    typer.echo(f"glossary: {report.read} rows read, {report.created} created, {report.updated} updated, "
+               f"{report.unchanged} unchanged, {len(report.errors)} rejected; knowledge base at revision "
+               f"{report.revision}")
+    for error in report.errors[:MAX_LISTED_ERRORS]:
+        typer.echo(f"line {error.line}: {error.reason}")
+    if len(report.errors) > MAX_LISTED_ERRORS:
+        typer.echo(f"... and {len(report.errors) - MAX_LISTED_ERRORS} more")
+
+
+@glossary_app.command("export")
+def glossary_export(
+    out: Annotated[Path | None, typer.Option("--out", help="The CSV file to write (default: standard output).",
+                                             show_default=False)] = None,
+    language: Annotated[str | None, typer.Option(help="Only this language's terms: en or zh.",
+                                                 show_default=False)] = None,
+) -> None:
+    """Write the glossary as CSV (UTF-8 with a BOM for Excel), as `kefu kb glossary import` takes it back."""
+    if language is not None and language not in ("en", "zh"):
+        fail("--language is en or zh")
+    settings = _load_settings()
+
+    async def export(crm: CRM) -> tuple[bytes, int]:
+        from crm_store.services.glossary import glossary_csv
+
+        terms = await crm.glossary.list_terms(language=language)
+        return glossary_csv(terms), len(terms)
+
+    data, count = _run(lambda: _with_crm(settings, export), settings)
+    if out is None:
+        typer.echo(data, nl=False)
+        return
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        fail(f"{out}: {exc.strerror or exc}")
+    typer.echo(f"Exported {count} glossary terms to {out}.")

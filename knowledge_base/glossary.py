@@ -48,10 +48,26 @@ class Glossary:
         """What the glossary changes in tokenization (two glossaries with the same key tokenize alike)."""
         return self.terms, tuple(sorted(self._map.items()))
 
+    @property
+    def digest(self) -> str:
+        """'' without synonyms; else a short key of them (what the encoder reads depends on it)."""
+        if not self._map:
+            return ""
+        import hashlib
+
+        return "|glossary:" + hashlib.sha256(repr(sorted(self._map.items())).encode()).hexdigest()[:12]
+
     def apply(self, text: str) -> str:
         if self._pattern is None:
             return text
         return self._pattern.sub(lambda m: self._map[m.group(0).lower()], text)
+
+    def terms_in(self, text: str) -> frozenset[str]:
+        """The terms a text names, directly or through a synonym."""
+        if not self.terms:
+            return frozenset()
+        applied = self.apply(text).lower()
+        return frozenset(t for t in self.terms if t.lower() in applied)
 
     def wrap(self, tokenizer: Tokenizer) -> Tokenizer:
         """The tokenizer reading synonyms as their terms (itself when the glossary changes nothing)."""

@@ -14,11 +14,13 @@ The features of (question, article), all cheap enough for every candidate of eve
   mean cosine of its best three phrasings (several phrasings agree); answer: the best cosine with a sentence of
   its answer (a question about one detail of it);
 - cover / cover_answer: the IDF-weighted share of the question's words found in the article's phrasings (and its
-  answer);
+  answer); cover_back: the share of the best phrasing's words found in the question (it asks something more);
 - char: character n-gram Jaccard with the best phrasing (typos, words split differently);
 - unknown: the IDF-weighted share of the question's words the knowledge base never uses (a question about
   something else);
 - negation: one side negated and the other not ("can't log in" against "how to log in");
+- term_mismatch: the question and the best phrasing name different terms of the knowledge base's glossary (one
+  product against another);
 - classifier: the article's probability under a classifier of the phrasings' vectors (phrasing → article), which
   learns what sets each article's phrasings apart (knowledge bases up to KbSettings.classifier_max_articles).
 """
@@ -34,11 +36,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from knowledge_base.glossary import Glossary
 from knowledge_base.index import Candidate, Leave, Segment, phrasings
 from knowledge_base.settings import KbSettings
 
-FEATURES: tuple[str, ...] = ("dense", "dense_gap", "support", "answer", "cover", "cover_answer", "char", "unknown",
-                             "negation", "classifier")
+FEATURES: tuple[str, ...] = ("dense", "dense_gap", "support", "answer", "cover", "cover_answer", "cover_back",
+                             "char", "unknown", "negation", "term_mismatch", "classifier")
 
 _EN_NEGATION = re.compile(r"\b(?:not|no|never|cannot|can't|cant|won't|don't|doesn't|didn't|isn't|unable)\b|n't\b",
                           re.IGNORECASE)
@@ -61,19 +64,26 @@ def _negated_zh(text: str) -> bool:
     return bool(NEGATION.search(normalize_zh(text)))
 
 
+def _no_terms(text: str) -> frozenset[str]:
+    return frozenset()
+
+
 @dataclass(frozen=True)
 class LanguageText:
-    """How one language is cut up for matching: words (with the glossary applied), character grams, negation."""
+    """How one language is cut up for matching: words (with the glossary applied), character grams, negation, and
+    the glossary terms a text names."""
 
     tokens: Callable[[str], list[str]]
     grams: Callable[[str], frozenset[str]]
     negated: Callable[[str], bool]
+    terms: Callable[[str], frozenset[str]] = _no_terms
 
 
-def language_text(language: str, tokens: Callable[[str], list[str]]) -> LanguageText:
+def language_text(language: str, tokens: Callable[[str], list[str]], glossary: Glossary | None = None) -> LanguageText:
+    terms = glossary.terms_in if glossary else _no_terms
     if language == "zh":
-        return LanguageText(tokens, _grams_zh, _negated_zh)
-    return LanguageText(tokens, _grams_en, lambda text: bool(_EN_NEGATION.search(text)))
+        return LanguageText(tokens, _grams_zh, _negated_zh, terms)
+    return LanguageText(tokens, _grams_en, lambda text: bool(_EN_NEGATION.search(text)), terms)
 
 
 class Lexicon:
@@ -85,6 +95,7 @@ class Lexicon:
         self._tokens = lru_cache(maxsize=65536)(lambda s: frozenset(text.tokens(s)))
         self._grams = lru_cache(maxsize=65536)(text.grams)
         self._negated = lru_cache(maxsize=65536)(text.negated)
+        self._terms = lru_cache(maxsize=65536)(text.terms)
         article_df: Counter[str] = Counter()
         self.text_df: Counter[str] = Counter()
         for article in segment.articles:
@@ -108,6 +119,7 @@ class Lexicon:
         q_tokens = self._tokens(query)
         q_grams = self._grams(query)
         q_negated = self._negated(query)
+        q_terms = self._terms(query)
         weights = {t: self.idf.get(t, self.unknown_idf) for t in q_tokens}
         total = sum(weights.values())
         # The held-out texts: their words count as unseen when nothing else uses them.
@@ -132,11 +144,15 @@ class Lexicon:
             cover = sum(w for t, w in weights.items() if t in question_side) / total if total else 0.0
             cover_answer = sum(w for t, w in weights.items() if t in answer_side) / total if total else 0.0
             best_text = seg.texts[cand.matched_row]
+            best_tokens = self._tokens(best_text)
+            back_total = sum(self.idf.get(t, self.unknown_idf) for t in best_tokens)
+            cover_back = (sum(self.idf.get(t, self.unknown_idf) for t in best_tokens if t in q_tokens) / back_total
+                          if back_total else 0.0)
             grams = self._grams(best_text)
             union = len(q_grams | grams)
             char = len(q_grams & grams) / union if union else 0.0
-            rows[i] = (cand.dense, cand.gap, cand.support, cand.answer, cover, cover_answer, char, unknown,
-                       float(q_negated != self._negated(best_text)),
+            rows[i] = (cand.dense, cand.gap, cand.support, cand.answer, cover, cover_answer, cover_back, char, unknown,
+                       float(q_negated != self._negated(best_text)), float(q_terms != self._terms(best_text)),
                        float(classified[cand.position]) if classified is not None else 0.0)
         return rows
 

@@ -97,6 +97,7 @@ class Searchable:
     segment: Segment
     lexicon: Lexicon
     calibration: Calibration
+    glossary: Glossary
 
     def __len__(self) -> int:
         return len(self.segment)
@@ -119,14 +120,14 @@ def build_searchable(language: str, articles: Sequence[IndexableArticle], vector
     """Index one language's articles, then fit its matcher on them (knowledge_base.match)."""
     tokenizer = _tokenizer(language, glossary or Glossary(language=language))
     segment = Segment(language=language, articles=articles, vectors=vectors, settings=settings, tokenizer=tokenizer)
-    lexicon = Lexicon(segment, language_text(language, tokenizer))
+    lexicon = Lexicon(segment, language_text(language, tokenizer, glossary))
     calibration = calibrate(segment, lexicon, settings)
     if articles:
         logger.info("%s matcher: %s, answer at %.2f, suggest at %.2f, %s, model %s", language,
                     "learned" if calibration.learned else "prior", calibration.answer_at, calibration.suggest_at,
                     calibration.report, (*[round(c, 3) for c in calibration.model.coef],
                                          round(calibration.model.bias, 3)))
-    return Searchable(segment, lexicon, calibration)
+    return Searchable(segment, lexicon, calibration, glossary or Glossary(language=language))
 
 
 class KnowledgeBase:
@@ -157,8 +158,8 @@ class KnowledgeBase:
                 by_language.setdefault(article.language if article.language in LANGUAGES else "en", []).append(article)
             segments = {}
             for language, group in by_language.items():
-                vectors = await self._vectors(language, group) if group else []
                 glossary = Glossary(terms, language=language if group else "en")
+                vectors = await self._vectors(language, group, glossary) if group else []
                 segments[language] = await asyncio.to_thread(
                     build_searchable, language if group else "en", group, vectors, self.settings, glossary
                 )
@@ -167,16 +168,18 @@ class KnowledgeBase:
                         {lang: len(seg) for lang, seg in segments.items()})
             return True
 
-    async def _vectors(self, language: str, articles: list[IndexableArticle]) -> list[np.ndarray]:
-        """Each article's vectors: from the cache when its version was encoded before, else encoded now."""
+    async def _vectors(self, language: str, articles: list[IndexableArticle], glossary: Glossary) -> list[np.ndarray]:
+        """Each article's vectors: from the cache when its version was encoded before, else encoded now.
+
+        The encoder reads synonyms as the glossary's terms, so vectors are cached per glossary too."""
         encoder = self.encoders.for_language(language)
-        model = f"{encoder.name}{VECTOR_LAYOUT}"
+        model = f"{encoder.name}{VECTOR_LAYOUT}{glossary.digest}"
         keys = [(a.id, a.version) for a in articles]
         cached = await self.store.vectors_for(model=model, keys=keys)
         missing = [a for a in articles if (a.id, a.version) not in cached]
         fresh: dict[tuple[int, int], VectorBlock] = {}
         if missing:
-            texts = [t for a in missing for t in indexed_texts(a)]
+            texts = [glossary.apply(t) for a in missing for t in indexed_texts(a)]
             matrix = await asyncio.to_thread(encoder.encode_documents, texts)
             row = 0
             for a in missing:
@@ -225,10 +228,12 @@ class KnowledgeBase:
         from the same forward pass, where the encoder has them)."""
         language = self.language_of(text)
         encoder = self.encoders.for_language(language)
+        searchable = self.segments.get(language)
+        read = searchable.glossary.apply(text) if searchable is not None else text  # synonyms as the terms
         if with_features and hasattr(encoder, "encode_with_features"):
-            vectors, features = encoder.encode_with_features([text])
+            vectors, features = encoder.encode_with_features([read])
             return QueryEncoding(text, language, encoder.name, vectors[0], features[0])
-        vector = encoder.encode_queries([text])[0]
+        vector = encoder.encode_queries([read])[0]
         # An encoder without layer features (e5): the NLU classifies on the vector itself.
         return QueryEncoding(text, language, encoder.name, vector, vector if with_features else None)
 

@@ -18,6 +18,8 @@ def console_router() -> APIRouter:
         duplicates,
         inbox,
         kb,
+        kb_glossary,
+        kb_proposals,
         privacy,
         reports,
         sections,
@@ -28,7 +30,8 @@ def console_router() -> APIRouter:
     router = APIRouter()
     # duplicates before customers: `/customers/{customer_id}` would take `/customers/duplicates`
     # privacy before customers too: its `/customers/{customer_id}/export.json` is more specific
-    for area in (auth, sections, admin, privacy, duplicates, customers, kb, inbox, conversations, dashboard, surveys,
-                 courses, segments, campaigns, reports):
+    # kb_glossary and kb_proposals before kb: `/kb/{article_id}` would take `/kb/glossary` and `/kb/proposals`
+    for area in (auth, sections, admin, privacy, duplicates, customers, kb_glossary, kb_proposals, kb, inbox,
+                 conversations, dashboard, surveys, courses, segments, campaigns, reports):
         router.include_router(area.router)
     return router

@@ -5,6 +5,7 @@ and the live stream that keeps an open page current. Every route checks the same
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated, Any
@@ -156,9 +157,10 @@ async def conversation_events(request: Request, conversation_id: int, console: C
 
 @router.post("/conversations/{conversation_id}/reply")
 async def reply(request: Request, conversation_id: int, console: ConsoleDep, signed: Worker,
-                text: Text = "") -> Response:
+                text: Text = "", article_id: Text = "") -> Response:
     """Send a reply to the customer's chat (the bot process delivers it); an unassigned ticket becomes the
-    replying agent's."""
+    replying agent's. `article_id`: the reply used that article (inserted from agent assist), so the customer's
+    questions the bot missed are proposed as its phrasings."""
     page = await load_visible(console, signed, conversation_id)
     if not (text := text.strip()):
         return problem(request, "Write a reply first.", back=url_of(conversation_id))
@@ -168,8 +170,11 @@ async def reply(request: Request, conversation_id: int, console: ConsoleDep, sig
                                                                                              "pending"):
         await console.crm.conversations.assign(ticket_id=page.ticket.id, agent_id=signed.agent.id,
                                                by_agent_id=signed.agent.id)
+    used = int(article_id) if re.fullmatch(r"[0-9]{1,10}", article_id) and 0 < int(article_id) < 2**31 else None
     sent = await console.crm.conversations.record_outgoing(conversation_id=conversation_id, sender=SenderType.AGENT,
-                                                           agent_id=signed.agent.id, text=text)
+                                                           agent_id=signed.agent.id, text=text, kb_article_id=used)
+    if used is not None:
+        await console.crm.phrasings.propose_from_reply(message_id=sent.message.id)
     return done(request, url_of(conversation_id),
                 transcript(request, page, (sent.message,), earlier=None) if is_htmx(request) else None)
 

@@ -195,7 +195,8 @@ async def gaps(request: Request, console: ConsoleDep, _: Editor, period: str = D
     return _page(request, "kb/gaps.html", status_code=400 if error else 200, error=error, filters=filters,
                  periods=PERIODS, available=console.kb is not None, asked=len(questions),
                  capped=len(questions) >= MAX_ASKED_QUESTIONS, topics=len(clusters),
-                 rows=[(c, write_article_href(c)) for c in clusters[:MAX_GAP_TOPICS]], languages=LANGUAGE_NAMES)
+                 rows=[(c, write_article_href(c)) for c in clusters[:MAX_GAP_TOPICS]], languages=LANGUAGE_NAMES,
+                 proposals=sum((await console.crm.phrasings.counts()).values()))
 
 
 # --- importing --------------------------------------------------------------------------------------------------

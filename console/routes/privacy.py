@@ -24,7 +24,7 @@ Auditor = Annotated[SignedIn, require(Permission.AUDIT_VIEW)]
 CustomerId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 PAGE_SIZE = 50
 FORMATS = {"json": ("application/json", "json"), "csv": ("application/zip", "csv.zip")}
-ACTION_FAMILIES = ("login", "customer", "points", "agent", "setting", "token")
+ACTION_FAMILIES = ("login", "customer", "points", "agent", "setting", "token", "glossary", "kb")
 
 
 def _not_found(request: Request) -> Response:

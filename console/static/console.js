@@ -15,3 +15,11 @@ document.addEventListener("submit", (event) => {
   const form = event.target.closest("form[data-confirm]");
   if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
 });
+document.addEventListener("htmx:beforeSwap", (event) => {
+  // A refused action whose answer is a fragment saying why (a review row decided meanwhile): shown in place.
+  const status = event.detail.xhr.status;
+  if ((status === 404 || status === 409) && event.detail.elt.closest && event.detail.elt.closest("[data-swap-errors]")) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});

@@ -104,9 +104,20 @@
     showAlert.timer = setTimeout(() => { alert.hidden = true; }, 6000);
   }
 
+  // The article an agent inserts from agent assist goes with the reply (the customer's questions the bot missed
+  // become its proposed phrasings); emptying the reply box, or sending, forgets it.
+  const replyArticle = () => $("[data-reply-article]");
+
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-insert]");
-    if (button) { event.preventDefault(); insert(button.dataset.insert); }
+    if (!button) return;
+    event.preventDefault();
+    insert(button.dataset.insert);
+    if (button.dataset.article && replyArticle()) replyArticle().value = button.dataset.article;
+  });
+
+  document.addEventListener("input", (event) => {
+    if (event.target.id === "reply-text" && !event.target.value.trim() && replyArticle()) replyArticle().value = "";
   });
 
   document.addEventListener("input", (event) => {
@@ -119,7 +130,11 @@
 
   document.addEventListener("htmx:afterRequest", (event) => {
     const form = event.detail.elt.closest && event.detail.elt.closest("form[data-composer]");
-    if (form && event.detail.successful) { form.reset(); $("#reply-text")?.focus(); }
+    if (form && event.detail.successful) {
+      form.reset();
+      if (replyArticle()) replyArticle().value = "";
+      $("#reply-text")?.focus();
+    }
   });
   document.addEventListener("htmx:afterSwap", (event) => {
     if (event.detail.target && event.detail.target.id === "transcript") { dedupe(); toBottom(); }

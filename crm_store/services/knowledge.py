@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_store import models as m
 from crm_store.coltypes import utcnow
-from crm_store.dto import ArticleInput, ArticleVectors, ArticleView, UpsertReport
+from crm_store.dto import ArticleInput, ArticleVectors, ArticleView, GlossaryTermView, UpsertReport
 from crm_store.enums import ArticleStatus
 from crm_store.errors import ConflictError, NotFound
 from crm_store.events import KnowledgeBaseChanged
@@ -99,6 +99,22 @@ async def bump_revision(session: AsyncSession) -> int:
     return int(revision)
 
 
+async def update_article_in(
+    uow: UnitOfWork, *, article_id: int, agent_id: int | None = None, **changes: Any
+) -> m.KbArticle:
+    """`KnowledgeService.update_article` inside the caller's transaction (another use case that edits an article,
+    such as accepting a proposed phrasing): the new version, the revision bump and kb.changed come with its commit."""
+    if unknown := set(changes) - set(CONTENT_FIELDS):
+        raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+    article = await _get_article(uow.session, article_id, for_update=True)
+    content = clean_content(**{**_content_fields(article), **changes})
+    if _apply_content(article, content):
+        article.updated_by_agent_id = agent_id
+        if article.status == ArticleStatus.PUBLISHED:
+            await _search_changed(uow, [article.id], "updated")
+    return article
+
+
 class KnowledgeService(Service):
     async def create_article(
         self, *, question: str, answer: str, language: str, alt_questions: Sequence[str] = (),
@@ -132,15 +148,8 @@ class KnowledgeService(Service):
     async def update_article(self, *, article_id: int, agent_id: int | None = None, **changes: Any) -> ArticleView:
         """Change an article's question, alternative questions, answer, tags or language; a real change makes
         a new version."""
-        if unknown := set(changes) - set(CONTENT_FIELDS):
-            raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
         async with self.uow() as uow:
-            article = await _get_article(uow.session, article_id, for_update=True)
-            content = clean_content(**{**_content_fields(article), **changes})
-            if _apply_content(article, content):
-                article.updated_by_agent_id = agent_id
-                if article.status == ArticleStatus.PUBLISHED:
-                    await _search_changed(uow, [article.id], "updated")
+            article = await update_article_in(uow, article_id=article_id, agent_id=agent_id, **changes)
             await uow.commit()
             return ArticleView.of(article)
 
@@ -264,6 +273,13 @@ class KnowledgeService(Service):
                 select(m.KbArticle).where(m.KbArticle.status == ArticleStatus.PUBLISHED).order_by(m.KbArticle.id)
             )
             return [ArticleView.of(a) for a in rows.scalars()]
+
+    async def glossary(self) -> list[GlossaryTermView]:
+        """Every glossary term with its synonyms (crm_store/services/glossary.py), in one query: what the search
+        keeps whole and reads synonyms as; a change moves the revision, as an article's does."""
+        async with self.uow() as uow:
+            rows = await uow.session.scalars(select(m.KbGlossaryTerm).order_by(m.KbGlossaryTerm.id))
+            return [GlossaryTermView.of(t) for t in rows]
 
     async def revision(self) -> int:
         """The knowledge base's revision (0 before its first change)."""

@@ -3,13 +3,13 @@ files in a zip), and erasure.
 
 Erasure keeps the figures and removes the person. The customer record stays as a husk (no name, e-mail, phone,
 tags, shop reference or consent; `erased_at` set) so that counts, KPIs and loyalty totals still add up; their
-chats' identities, one-time link codes and stored Telegram updates are deleted; every message of their
-conversations, their tickets' subjects, notes and context, their survey comments and the reasons on their points
-are blanked. Their name, e-mail and phone are also looked for, as text, in every other customer's messages and
-tickets and in the knowledge base (an article drafted from their question), replaced there by "[erased]", and the
-search index rebuilt from the changed articles. Records merged into the customer are the same person and are
-erased with them. The audit log keeps that the erasure happened, by whom, and how many rows it touched; it never
-held the personal data itself."""
+chats' identities, one-time link codes, stored Telegram updates and their questions proposed as KB phrasings are
+deleted; every message of their conversations, their tickets' subjects, notes and context, their survey comments
+and the reasons on their points are blanked. Their name, e-mail and phone are also looked for, as text, in every
+other customer's messages and tickets and in the knowledge base (an article drafted from their question), replaced
+there by "[erased]", and the search index rebuilt from the changed articles. Records merged into the customer are
+the same person and are erased with them. The audit log keeps that the erasure happened, by whom, and how many rows
+it touched; it never held the personal data itself."""
 
 from __future__ import annotations
 
@@ -137,6 +137,7 @@ class _Scope:
             (t["customer_merges"], or_(t["customer_merges"].c.source_id.in_(self.customer_ids),
                                        t["customer_merges"].c.target_id.in_(self.customer_ids))),
             (t["privacy_requests"], t["privacy_requests"].c.customer_id.in_(self.customer_ids)),
+            (t["kb_phrasing_proposals"], t["kb_phrasing_proposals"].c.conversation_id.in_(self.conversation_ids)),
             (t["inbound_updates"], (t["inbound_updates"].c.channel == Channel.TELEGRAM.value)
              & t["inbound_updates"].c.chat_id.in_(telegram_chats)),
             (t["audit_log"], (t["audit_log"].c.subject_type == "customer")
@@ -152,6 +153,7 @@ _MODELS: dict[str, Any] = {
     "survey_answers": m.SurveyAnswer, "enrollments": m.Enrollment, "lesson_completions": m.LessonCompletion,
     "quiz_answers": m.QuizAnswer, "campaign_recipients": m.CampaignRecipient, "link_tokens": m.LinkToken,
     "customer_merges": m.CustomerMerge, "privacy_requests": m.PrivacyRequest, "inbound_updates": m.InboundUpdate,
+    "kb_phrasing_proposals": m.KbPhrasingProposal,
     "audit_log": m.AuditEntry,
 }
 
@@ -377,6 +379,8 @@ async def _erase_rows(s: AsyncSession, scope: _Scope) -> dict[str, int]:
             status=PrivacyRequestStatus.DONE, resolved_at=now)),
         "inbound_updates": await run(delete(m.InboundUpdate).where(selections["inbound_updates"])),
         "link_tokens": await run(delete(m.LinkToken).where(selections["link_tokens"])),
+        # Their questions proposed as KB phrasings: an accepted one lives on in its article (scrubbed below).
+        "kb_phrasing_proposals": await run(delete(m.KbPhrasingProposal).where(selections["kb_phrasing_proposals"])),
         "channel_identities": await run(delete(m.ChannelIdentity).where(selections["channel_identities"])),
     }
     return {table: count for table, count in rows.items() if count}

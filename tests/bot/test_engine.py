@@ -132,9 +132,9 @@ async def test_a_suggestion_button_shows_that_article(crm, engine) -> None:  # t
 async def test_start_welcomes_in_the_telegram_language_and_stop_withdraws_consent(crm, engine) -> None:  # type: ignore[no-untyped-def]
     outcome = await engine.handle(say("/start", chat="zh-user", language_code="zh-hans"))
     assert outcome.language == "zh" and outcome.replies[0].text.startswith("您好, Anna")
-    assert [b.payload for b in outcome.replies[0].buttons] == ["lang:en", "lang:zh"]
-    english = await engine.handle(say(payload="lang:en", chat="zh-user"))
-    assert english.replies[0].text == "I'll speak English from now on."
+    assert [b.payload for b in outcome.replies[0].buttons] == ["lang:en:welcome", "lang:zh:welcome"]
+    english = await engine.handle(say(payload="lang:en:welcome", chat="zh-user"))
+    assert english.replies[0].text.startswith("English it is.")
 
     await crm.customers.set_consent(customer_id=outcome.customer_id, consent=True)
     stopped = await engine.handle(say("/stop", chat="zh-user"))

@@ -93,7 +93,7 @@ async def test_start_speaks_the_users_language_and_the_menu_exists_in_both(runni
     tg = running.tg
     tg.user_message(103, "/start", language_code="zh-hans", first_name="李娜")
     (welcome,) = await tg.wait_for_messages(103, 1)
-    assert welcome["text"].startswith("您好, 李娜") and buttons(welcome) == ["lang:en", "lang:zh"]
+    assert welcome["text"].startswith("您好, 李娜") and buttons(welcome) == ["lang:en:welcome", "lang:zh:welcome"]
     commands = tg.commands
     assert {c["command"] for c in commands[""]} == {"start", "help", "courses", "human", "language", "privacy", "stop"}
     assert next(c for c in commands["zh"] if c["command"] == "human")["description"] == "转人工客服"

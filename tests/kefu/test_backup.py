@@ -140,6 +140,7 @@ async def _seed(crm: CRM) -> None:
     await crm.canned.create(shortcut="xiexie", title="谢谢", body="感谢您的耐心等待！🍵", language="zh",
                             created_by_agent_id=agent_id)
     await crm.sla.set_policy(priority="high", first_response_minutes=30, resolution_minutes=240)
+    await crm.glossary.add_term(language="zh", term="积分", synonyms=["分数", "点数"], agent_id=agent_id)
     await crm.app_settings.set_setting("backup.test", {"threshold": 0.62, "标签": ["常见问题"]}, by_agent_id=agent_id)
     await crm.updates.store(channel="telegram", bot_id="123456", update_id=987654321, chat_id="500100201",
                             payload={"update_id": 987654321, "message": {"text": "你好，还在吗？"}})
@@ -182,7 +183,7 @@ def test_backup_wipe_restore_brings_back_every_row(shop: tuple[str, Snapshot, Pa
             "ticket_events", "loyalty_accounts", "loyalty_transactions", "redemptions", "orders", "kb_articles",
             "kb_article_vectors", "surveys", "survey_invitations", "courses", "lessons", "enrollments",
             "agent_sessions", "api_tokens", "link_tokens", "canned_responses", "sla_policies", "app_settings",
-            "inbound_updates", "customer_merges", "privacy_requests", "audit_log"} <= non_empty
+            "inbound_updates", "customer_merges", "privacy_requests", "audit_log", "kb_glossary_terms"} <= non_empty
     assert not is_postgres or before["(sequences)"]
     assert any("你好" in str(row) for row in before["messages"])
 

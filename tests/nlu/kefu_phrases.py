@@ -3,8 +3,9 @@ might send, with the intent, or the entity, the trained NLU should find in them.
 
 None of these phrases is in the training files, and none is a light edit of a training example: each one is
 reworded, so a model that only memorised nlu/data/en/nlu.yml and nlu/data/zh/nlu.yml does not get them for free.
-They are meant for accuracy checks of a trained model (all intents, four phrases per intent and language) and for
-entity checks (name and canonical value after the synonyms of nlu/data/entities.yml and the built-in extractors).
+They are meant for accuracy checks of a trained model (all intents, at least four phrases per intent and language,
+short colloquial ones among them) and for entity checks (name and canonical value after the synonyms of
+nlu/data/entities.yml and the built-in extractors).
 
 - EN_PHRASES / ZH_PHRASES: (text, intent); every phrase's language, as knowledge_base.lang.detect_language sees
   it, is the list's language, so each reaches that language's pipeline.
@@ -18,8 +19,12 @@ from __future__ import annotations
 INTENTS = (
     "greet", "goodbye", "thanks", "affirm", "deny", "ask_question", "check_points", "check_tier", "points_history",
     "rewards_catalog", "redeem_reward", "link_account", "start_course", "continue_course", "give_feedback",
-    "complaint", "human_handoff", "change_language", "unsubscribe", "out_of_scope",
+    "complaint", "human_handoff", "change_language", "unsubscribe", "privacy_request", "out_of_scope",
 )
+
+# Short colloquial messages users of the demo sent that went astray: a returns question and an opening-hours question
+# are for the knowledge base (not a complaint, a handoff or a flow), an account deletion is for the privacy flow.
+ZH_RETURNS, ZH_HOURS, ZH_DELETE_ACCOUNT = "我想退货", "客服什么时候在线", "怎么删除我的账号"
 
 EN_PHRASES: list[tuple[str, str]] = [
     ("hey hey, hope you're having a good day", "greet"),
@@ -46,6 +51,8 @@ EN_PHRASES: list[tuple[str, str]] = [
     ("can I pay using Apple Pay", "ask_question"),
     ("what temperature water do I need for Longjing", "ask_question"),
     ("how long do loyalty points stay valid", "ask_question"),
+    ("I want to return this", "ask_question"),
+    ("when is support online", "ask_question"),
     ("how many points am I sitting on?", "check_points"),
     ("do I have many points at the moment?", "check_points"),
     ("could you show how many points my account holds", "check_points"),
@@ -90,6 +97,7 @@ EN_PHRASES: list[tuple[str, str]] = [
     ("I'd like a human agent", "human_handoff"),
     ("get a staff member to help me", "human_handoff"),
     ("please transfer me to someone at the shop", "human_handoff"),
+    ("gimme a human", "human_handoff"),
     ("can you speak English with me", "change_language"),
     ("please switch to Chinese", "change_language"),
     ("I want to chat in Mandarin", "change_language"),
@@ -98,6 +106,12 @@ EN_PHRASES: list[tuple[str, str]] = [
     ("I want off your newsletter", "unsubscribe"),
     ("please quit texting me special offers", "unsubscribe"),
     ("I'm tired of the survey requests, please stop them", "unsubscribe"),
+    ("I don't want your promotional stuff anymore", "unsubscribe"),
+    ("delete my data", "privacy_request"),
+    ("erase my account", "privacy_request"),
+    ("what do you store about me", "privacy_request"),
+    ("how do I delete my account", "privacy_request"),
+    ("I'd like everything you hold on me removed", "privacy_request"),
     ("what's the forecast for this weekend", "out_of_scope"),
     ("who won the Champions League", "out_of_scope"),
     ("can you debug my C++ code", "out_of_scope"),
@@ -129,10 +143,15 @@ ZH_PHRASES: list[tuple[str, str]] = [
     ("能用Apple Pay付款吗", "ask_question"),
     ("龙井用多少度的水泡", "ask_question"),
     ("积分有效期多长", "ask_question"),
+    (ZH_RETURNS, "ask_question"),
+    (ZH_HOURS, "ask_question"),
+    ("多久到货", "ask_question"),
+    ("发票咋开", "ask_question"),
     ("帮我算算我手里有多少分", "check_points"),
     ("帮我看看积分还有多少", "check_points"),
     ("查一下我账户积分", "check_points"),
     ("我积分账户里现在余多少", "check_points"),
+    ("分还有多少", "check_points"),
     ("我现在是哪个会员等级", "check_tier"),
     ("还差多少分到白金", "check_tier"),
     ("我升到金卡了没", "check_tier"),
@@ -157,10 +176,12 @@ ZH_PHRASES: list[tuple[str, str]] = [
     ("开始上乌龙茶精要的课", "start_course"),
     ("都有哪些课可以学", "start_course"),
     ("我要从第一课开始学茶叶入门", "start_course"),
+    ("想学泡茶", "start_course"),
     ("继续上次的课程", "continue_course"),
     ("接着下一节课", "continue_course"),
     ("我要继续做测验", "continue_course"),
     ("上到哪了 继续吧", "continue_course"),
+    ("接着来", "continue_course"),
     ("我想给你们写个好评", "give_feedback"),
     ("怎么给这次服务打分", "give_feedback"),
     ("给你们提个建议", "give_feedback"),
@@ -169,10 +190,12 @@ ZH_PHRASES: list[tuple[str, str]] = [
     ("收到的盖碗碎了", "complaint"),
     ("快递两个星期了还没到", "complaint"),
     ("寄来的茶不是我买的那款", "complaint"),
+    ("货到了是坏的", "complaint"),
     ("帮我转真人客服", "human_handoff"),
     ("能找个工作人员跟我聊吗", "human_handoff"),
     ("我想找个人工客服处理一下", "human_handoff"),
     ("请转给真人处理", "human_handoff"),
+    ("来个人工吧", "human_handoff"),
     ("能改成英语吗", "change_language"),
     ("切换到普通话", "change_language"),
     ("请用英文和我聊", "change_language"),
@@ -181,6 +204,12 @@ ZH_PHRASES: list[tuple[str, str]] = [
     ("我要退订你们的邮件", "unsubscribe"),
     ("推送消息全部关掉", "unsubscribe"),
     ("问卷我不想填了 以后别发", "unsubscribe"),
+    ("以后别推优惠给我", "unsubscribe"),
+    (ZH_DELETE_ACCOUNT, "privacy_request"),
+    ("你们存了我哪些数据", "privacy_request"),
+    ("删除我的个人信息", "privacy_request"),
+    ("我不想让你们留着我的资料了", "privacy_request"),
+    ("账号注销怎么弄", "privacy_request"),
     ("明天北京天气如何", "out_of_scope"),
     ("帮我看看这段Java代码", "out_of_scope"),
     ("说个段子听听", "out_of_scope"),

@@ -17,7 +17,15 @@ from knowledge_base.settings import KbSettings
 from nlu.errors import NluError
 from nlu.pipeline import NluModel
 from nlu.result import FALLBACK_INTENT
-from tests.nlu.kefu_phrases import EN_ENTITY_PHRASES, EN_PHRASES, ZH_ENTITY_PHRASES, ZH_PHRASES
+from tests.nlu.kefu_phrases import (
+    EN_ENTITY_PHRASES,
+    EN_PHRASES,
+    ZH_DELETE_ACCOUNT,
+    ZH_ENTITY_PHRASES,
+    ZH_HOURS,
+    ZH_PHRASES,
+    ZH_RETURNS,
+)
 
 # Held-out phrases the model must get right, per language (a few fair misses are allowed: the bot asks back).
 MIN_ACCURACY = 0.85
@@ -51,6 +59,23 @@ def test_held_out_phrases_get_their_intent(model: NluModel, phrases: list[tuple[
     assert accuracy >= MIN_ACCURACY, f"{language}: accuracy {accuracy:.3f}; misses:\n" + "\n".join(wrong)
 
 
+@pytest.mark.parametrize(("text", "intent"), [
+    (ZH_RETURNS, "ask_question"), (ZH_HOURS, "ask_question"), (ZH_DELETE_ACCOUNT, "privacy_request"),
+])
+def test_the_colloquial_messages_that_went_astray_get_their_intent(model: NluModel, text: str, intent: str) -> None:
+    """Found by users of the demo: a returns question taken for an unsubscribe, opening hours for a greeting, an
+    account deletion for an unsubscribe."""
+    assert not misses(model, [(text, intent)])
+
+
+def test_erasing_ones_data_and_opting_out_of_marketing_are_told_apart(model: NluModel) -> None:
+    """The privacy flow and the unsubscribe do different things to a customer: every held-out phrase of either."""
+    phrases = [(t, i) for t, i in EN_PHRASES + ZH_PHRASES if i in ("privacy_request", "unsubscribe")]
+    assert len(phrases) >= 16
+    wrong = misses(model, phrases)
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize(("phrases", "language"), [(EN_ENTITY_PHRASES, "en"), (ZH_ENTITY_PHRASES, "zh")],
                          ids=["en", "zh"])
 def test_entities_with_spans_and_canonical_values(model: NluModel, phrases: list[tuple[str, str, str]],
@@ -82,7 +107,7 @@ def test_parse_json_has_rasa_shape(model: NluModel) -> None:
 
 def test_gibberish_and_off_topic_do_not_route_to_an_action(model: NluModel) -> None:
     routed = {"check_points", "check_tier", "points_history", "redeem_reward", "link_account", "unsubscribe",
-              "human_handoff", "start_course", "continue_course", "change_language", "complaint"}
+              "privacy_request", "human_handoff", "start_course", "continue_course", "change_language", "complaint"}
     for text in ["asdfgh qwerty zxcv", "what is the capital of Peru", "写一首关于月亮的诗", "今天股市怎么样"]:
         result = model.parse(text)
         assert result.intent.name not in routed, (text, result.intent)
