@@ -148,7 +148,7 @@ async def test_a_restart_does_not_re_encode_unchanged_articles(kb_database: str)
             await crm.knowledge.create_article(question=f"Question number {i}", answer="An answer.", language="en",
                                                alt_questions=(f"Another way to ask {i}",), status="published")
         await open_knowledge_base(crm, SETTINGS, follow_changes=False, encoders=encoders())
-        assert calls == [6]  # 3 articles x (question + 1 alternative)
+        assert calls == [9]  # 3 articles x (question + 1 alternative + the answer's one sentence)
 
     calls.clear()
     async with crm_session(StoreSettings(database_url=kb_database)) as crm:  # "restart": a new process state
@@ -158,4 +158,4 @@ async def test_a_restart_does_not_re_encode_unchanged_articles(kb_database: str)
         first = (await crm.knowledge.published_articles())[0]
         await crm.knowledge.update_article(article_id=first.id, answer="A better answer.")
         await kb.refresh()
-        assert calls == [2]  # only the edited article's new version
+        assert calls == [3]  # only the edited article's new version (two phrasings, one answer sentence)
