@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,11 @@ def _hit(c: Candidate, confidence: float) -> Hit:
                c.matched_text)
 
 
+def _same_text(text: str) -> str:
+    """Case, width, spaces and punctuation ignored."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
+
+
 def decide(probabilities: np.ndarray, calibration: Calibration) -> Decision:
     """Answer when the best article is likely enough to answer it; suggest when it is plausible; else no answer."""
     best = (float(probabilities.max()) if calibration.learned else float(probabilities[0])) if len(probabilities) \
@@ -52,6 +58,12 @@ def search_segment(
     searched = time.perf_counter()
     rows = lexicon.features(encoding.text, candidates, classified=calibration.classified(encoding.vector))
     probabilities = calibration.model.probabilities(rows)
+    # A question that is one of an article's phrasings, word for word, is what that article answers: held-out
+    # calibration never sees such a match, so the model alone can under-rate it (a phrasing just accepted).
+    asked = _same_text(encoding.text)
+    for i, cand in enumerate(candidates):
+        if _same_text(cand.matched_text) == asked and asked:
+            probabilities[i] = min(1.0, max(calibration.answer_at, float(probabilities.max()) + 1e-6))
     # A learned model ranks; the prior only decides, and retrieval's order (chosen on StackFAQ) stands.
     order = np.argsort(-probabilities, kind="stable") if calibration.learned else np.arange(len(candidates))
     hits = [_hit(candidates[i], float(probabilities[i])) for i in order]
