@@ -32,7 +32,7 @@ class Glossary:
                 if synonym and synonym != term.lower():
                     self._map.setdefault(synonym, term)
         self.terms = tuple(dict.fromkeys(kept))
-        # Longest first, so "蚂蚁花呗" is read before "花呗"; English synonyms only match whole words.
+        # Longest first, so "武夷岩茶王" is read before "岩茶王"; English synonyms only match whole words.
         alternatives = sorted(self._map, key=len, reverse=True)
         if language == "en":
             pattern = "|".join(rf"\b{re.escape(s)}\b" for s in alternatives)

@@ -73,7 +73,7 @@ class SearchResult:
 class GlossaryTerm:
     """A domain term of one knowledge base and the words customers use for it (edited by admins).
 
-    The tokenizer keeps `term` whole, and each synonym is read as the term before matching ("蚂蚁花呗" → "花呗",
+    The tokenizer keeps `term` whole, and each synonym is read as the term before matching ("武夷岩茶王" → "大红袍",
     "parcel" → "package"). crm_store's glossary rows are exposed to the knowledge base in this shape."""
 
     term: str

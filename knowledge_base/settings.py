@@ -79,7 +79,7 @@ class KbSettings(BaseSettings):
     # Chinese, multilingual-e5-small, whose cosines run high, at 0.88 / 0.89 / 0.90 / 0.92: shop 0.717 / 0.715 /
     # 0.684 (precision 0.77 against 0.71 at 0.88) / 0.587; Banking77's 20 x 10 draw 0.625 / 0.612 / 0.584 / 0.427.
     # Character 1-2-gram TF-IDF cosines do worse on the shop's Chinese (best F1 0.616, at 0.10). Questions all
-    # about one product still merge: ATEC's 花呗 / 借呗 pairs are >= 0.90 whether paraphrases or not.
+    # about one product still merge: ATEC's pairs about its two products are >= 0.90 whether paraphrases or not.
     gap_similarity_en: float = Field(default=0.50, gt=0, le=1)
     gap_similarity_zh: float = Field(default=0.90, gt=0, le=1)
 

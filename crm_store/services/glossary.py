@@ -1,4 +1,4 @@
-"""The knowledge base's glossary: domain terms ("花呗", "package") and the words customers use for them ("蚂蚁花呗",
+"""The knowledge base's glossary: domain terms ("大红袍", "package") and the words customers use for them ("岩茶王",
 "parcel"), per language, edited by admins in the console or with `kefu kb glossary import|export`.
 
 The search keeps a term whole and reads each synonym as its term, so a word may be a term or the synonym of one
